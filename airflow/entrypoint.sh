@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Airflow 3, one component per process: init | api-server | scheduler | dag-processor |
+# triggerer | worker. The local stack and the compose services run this same script.
+set -euo pipefail
+eval "$(mlplatform env)"
+mkdir -p "$AIRFLOW_HOME"
+component="${1:?usage: entrypoint.sh init|api-server|scheduler|dag-processor|triggerer|worker}"
+case "$component" in
+  init)
+    airflow db migrate
+    mlplatform airflow-users
+    ;;
+  api-server)
+    mlplatform airflow-users
+    exec airflow api-server --port "$AIRFLOW_PORT" --host "$BIND_HOST"
+    ;;
+  # The log servers would bind 0.0.0.0; the api-server reads task logs from disk instead.
+  scheduler) exec airflow scheduler --skip-serve-logs ;;
+  triggerer) exec airflow triggerer --skip-serve-logs ;;
+  dag-processor) exec airflow dag-processor ;;
+  worker) exec airflow celery worker ;;
+  *) echo "unknown Airflow component: $component" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""ML Models and something more Inc.: the MLOps platform package."""

@@ -1,0 +1,46 @@
+"""`mlplatform` command line: one entry for the Makefile, the entrypoints and users.
+
+Each feature module registers its own subcommands through `register(subparsers)`,
+so this file only lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "mlplatform.commands.core",
+]
+
+
+class PlatformError(RuntimeError):
+    """An error the user can fix; printed as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except PlatformError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # settings validation, e.g. dev secrets in production
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

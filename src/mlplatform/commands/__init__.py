@@ -1,0 +1,1 @@
+"""Subcommands of the `mlplatform` CLI, one module per feature."""

@@ -1,0 +1,83 @@
+"""Core subcommands: environment export, the local stack, Airflow users, bucket bootstrap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from mlplatform.settings import get_settings
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from mlplatform.localstack import export_env
+
+    for key, value in sorted(export_env(get_settings()).items()):
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from mlplatform.localstack import LocalStack
+
+    s = get_settings()
+    stack = LocalStack(s)
+    if args.action == "up":
+        stack.up()
+        print_urls()
+    elif args.action == "down":
+        if stack.supervisord_pid() is None and not stack.dir.exists():
+            print("the local stack is not running")
+            return 0
+        orphans = stack.down()
+        print("the local stack is stopped" + (f" (killed orphans: {orphans})" if orphans else ""))
+    elif args.action == "status":
+        rows = stack.status()
+        for name, state, pid, health in rows:
+            print(f"{name:24s} {state:12s} pid={pid or '-':<8} {health}")
+        return 0 if all(h in ("healthy", "done") for *_, h in rows) else 1
+    return 0
+
+
+def print_urls() -> None:
+    s = get_settings()
+    print(
+        f"""
+  Airflow UI      {s.airflow_url}          login {s.AIRFLOW_ADMIN_USER} / {s.AIRFLOW_ADMIN_PASSWORD}
+  MLflow UI       {s.mlflow_tracking_uri}
+  S3 console      http://{s.MINIO_HOST}:{s.MINIO_PORT_UI}          login {s.MINIO_ACCESS_KEY} / {s.MINIO_SECRET_ACCESS_KEY}
+  S3 API          {s.s3_endpoint_url}     buckets {s.DATA_REPO_BUCKET_NAME}, {s.MLFLOW_BUCKET_NAME}
+  Prediction API  {s.fastapi_url}/docs
+  PostgreSQL      {s.PG_HOST}:{s.PG_PORT}          role {s.PG_USER}, databases {s.PG_DATABASE}, {s.MLFLOW_PG_DATABASE}
+"""
+    )
+
+
+def cmd_airflow_users(args: argparse.Namespace) -> int:
+    """Write the SimpleAuthManager passwords file from the settings."""
+    s = get_settings()
+    path = s.airflow_home / "simple_auth_manager_passwords.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({s.AIRFLOW_ADMIN_USER: s.AIRFLOW_ADMIN_PASSWORD}))
+    path.chmod(0o600)
+    return 0
+
+
+def cmd_lake_init(args: argparse.Namespace) -> int:
+    from mlplatform.localstack import AFTER_START_HOOKS, run_hooks
+
+    run_hooks(AFTER_START_HOOKS, get_settings())
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("env", help="print the services' environment as shell exports")
+    p.set_defaults(func=cmd_env)
+    p = subparsers.add_parser("local", help="the local stack: up, down or status")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_local)
+    p = subparsers.add_parser("airflow-users", help="write Airflow's admin login from the settings")
+    p.set_defaults(func=cmd_airflow_users)
+    p = subparsers.add_parser("lake-init", help="create the buckets and seed the landing zone")
+    p.set_defaults(func=cmd_lake_init)

@@ -1,0 +1,101 @@
+"""Everything specific to the UCI Heart Disease example lives here.
+
+To adapt the platform to another dataset, write a module like this one and point
+`mlplatform.dataset.SPEC` at it: column names, types, allowed codes, clinical
+ranges, target rule, deliveries and the hyperparameter search space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    name: str
+    description: str
+    minimum: float
+    maximum: float
+    unit: str = ""
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    name: str
+    description: str
+    codes: dict[int, str]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    raw_columns: tuple[str, ...]
+    numeric: tuple[NumericFeature, ...]
+    categorical: tuple[CategoricalFeature, ...]
+    raw_target: str
+    target: str
+    positive_label: str
+    negative_label: str
+    missing_marker: str
+    deliveries: dict[str, str] = field(default_factory=dict)
+    initial_delivery: str = ""
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c for c in self.raw_columns if c != self.raw_target)
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.numeric)
+
+    @property
+    def categorical_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.categorical)
+
+
+HEART_DISEASE = DatasetSpec(
+    name="uci_heart_disease",
+    raw_columns=(
+        "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
+        "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
+    ),  # fmt: skip
+    numeric=(
+        NumericFeature("age", "Age", 18, 100, "years", integer=True),
+        NumericFeature("trestbps", "Resting blood pressure", 60, 250, "mm Hg"),
+        # Some hospitals record a missing cholesterol as 0: outside the range, so it is quarantined or imputed.
+        NumericFeature("chol", "Serum cholesterol", 80, 700, "mg/dl"),
+        NumericFeature("thalach", "Maximum heart rate achieved", 50, 250, "bpm"),
+        NumericFeature("oldpeak", "ST depression induced by exercise relative to rest", -5, 10, "mm"),
+        NumericFeature("ca", "Number of major vessels colored by fluoroscopy", 0, 3, "vessels", integer=True),
+    ),
+    categorical=(
+        CategoricalFeature("sex", "Sex", {0: "female", 1: "male"}),
+        CategoricalFeature(
+            "cp",
+            "Chest pain type",
+            {1: "typical angina", 2: "atypical angina", 3: "non-anginal pain", 4: "asymptomatic"},
+        ),
+        CategoricalFeature("fbs", "Fasting blood sugar > 120 mg/dl", {0: "false", 1: "true"}),
+        CategoricalFeature(
+            "restecg",
+            "Resting electrocardiographic results",
+            {0: "normal", 1: "ST-T wave abnormality", 2: "left ventricular hypertrophy"},
+        ),
+        CategoricalFeature("exang", "Exercise induced angina", {0: "no", 1: "yes"}),
+        CategoricalFeature("slope", "Slope of the peak exercise ST segment", {1: "up", 2: "flat", 3: "down"}),
+        CategoricalFeature("thal", "Thalassemia", {3: "normal", 6: "fixed defect", 7: "reversible defect"}),
+    ),
+    raw_target="num",
+    target="target",
+    positive_label="disease",
+    negative_label="no disease",
+    missing_marker="?",
+    deliveries={
+        "cleveland": "processed.cleveland.data",
+        "hungarian": "processed.hungarian.data",
+        "switzerland": "processed.switzerland.data",
+        "va": "processed.va.data",
+    },
+    initial_delivery="cleveland",
+)

@@ -1,0 +1,187 @@
+"""One settings object for every service, read from the environment and `.env`.
+
+The variable names are the course's `.env` names, so the same file drives the
+local stack and docker compose; only host names differ between the two.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Dev defaults of every secret. `.env` ships these values; production refuses them.
+DEV_SECRETS: dict[str, str] = {
+    "PG_PASSWORD": "airflow",
+    "MINIO_SECRET_ACCESS_KEY": "minio123",
+    "AIRFLOW_ADMIN_PASSWORD": "airflow",
+    "AIRFLOW_JWT_SECRET": "dev-jwt-secret-change-me-in-production",
+    "AIRFLOW_FERNET_KEY": "hU6z1WnKy8VXiCzkb6ZOpJrgzzLAbS0bMGvRQzCA3X4=",
+}
+
+
+class ConfigurationError(ValueError):
+    """Settings that must not be used as they are."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    PLATFORM_ENV: Literal["dev", "test", "production"] = "dev"
+    # Interface every service binds to; loopback for the local stack, 0.0.0.0 inside containers.
+    BIND_HOST: str = "127.0.0.1"
+    # Where the local stack keeps its state and logs.
+    STACK_DIR: Path = REPO_ROOT / ".local-stack"
+
+    # PostgreSQL: one role owns the Airflow and the MLflow databases.
+    PG_HOST: str = "127.0.0.1"
+    PG_PORT: int = 5432
+    PG_USER: str = "airflow"
+    PG_PASSWORD: str = DEV_SECRETS["PG_PASSWORD"]
+    PG_DATABASE: str = "airflow"
+    MLFLOW_PG_DATABASE: str = "mlflow_db"
+
+    # S3 (MinIO in compose, SeaweedFS in the local stack).
+    MINIO_HOST: str = "127.0.0.1"
+    MINIO_PORT: int = 9000
+    MINIO_PORT_UI: int = 9001
+    MINIO_ACCESS_KEY: str = "minio"
+    MINIO_SECRET_ACCESS_KEY: str = DEV_SECRETS["MINIO_SECRET_ACCESS_KEY"]
+    MLFLOW_BUCKET_NAME: str = "mlflow"
+    DATA_REPO_BUCKET_NAME: str = "data"
+    # SeaweedFS needs eight more ports; they are allocated upward from this one.
+    SEAWEEDFS_PORT_BASE: int = 19330
+    S3_ENDPOINT_URL_OVERRIDE: str = Field(default="", alias="MLFLOW_S3_ENDPOINT_URL")
+
+    # MLflow.
+    MLFLOW_HOST: str = "127.0.0.1"
+    MLFLOW_PORT: int = 5001
+    MLFLOW_TRACKING_URI_OVERRIDE: str = Field(default="", alias="MLFLOW_TRACKING_URI")
+    MLFLOW_EXPERIMENT_NAME: str = "heart_disease"
+    MLFLOW_ALLOWED_HOSTS: str = "mlflow:5000,mlflow:*,localhost:*,127.0.0.1:*"
+    REGISTERED_MODEL_NAME: str = "heart_disease_classifier"
+
+    # Airflow.
+    AIRFLOW_HOST: str = "127.0.0.1"
+    AIRFLOW_PORT: int = 8080
+    AIRFLOW_ADMIN_USER: str = "airflow"
+    AIRFLOW_ADMIN_PASSWORD: str = DEV_SECRETS["AIRFLOW_ADMIN_PASSWORD"]
+    AIRFLOW_JWT_SECRET: str = DEV_SECRETS["AIRFLOW_JWT_SECRET"]
+    AIRFLOW_FERNET_KEY: str = DEV_SECRETS["AIRFLOW_FERNET_KEY"]
+    AIRFLOW_EXECUTOR: str = "LocalExecutor"
+    AIRFLOW_PARALLELISM: int = 4
+    AIRFLOW_HOME_OVERRIDE: str = Field(default="", alias="AIRFLOW_HOME")
+    AIRFLOW_DAGS_FOLDER: Path = REPO_ROOT / "airflow" / "dags"
+    CELERY_BROKER_URL: str = "redis://valkey:6379/0"
+
+    # Prediction service.
+    FASTAPI_HOST: str = "127.0.0.1"
+    FASTAPI_PORT: int = 8800
+    API_KEY: str = ""
+    MODEL_POLL_SECONDS: float = 5.0
+    MAX_BATCH_ROWS: int = 1000
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.PLATFORM_ENV != "production":
+            return self
+        weak = [name for name, dev in DEV_SECRETS.items() if getattr(self, name) == dev]
+        if weak:
+            raise ConfigurationError(
+                "PLATFORM_ENV=production refuses the dev-default value of "
+                + ", ".join(weak)
+                + ": set your own values in the environment (see .env)."
+            )
+        return self
+
+    # URLs derived from the host names and ports above.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def s3_endpoint_url(self) -> str:
+        return self.S3_ENDPOINT_URL_OVERRIDE or f"http://{self.MINIO_HOST}:{self.MINIO_PORT}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.MLFLOW_TRACKING_URI_OVERRIDE or f"http://{self.MLFLOW_HOST}:{self.MLFLOW_PORT}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.AIRFLOW_HOST}:{self.AIRFLOW_PORT}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fastapi_url(self) -> str:
+        return f"http://{self.FASTAPI_HOST}:{self.FASTAPI_PORT}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return Path(self.AIRFLOW_HOME_OVERRIDE or self.STACK_DIR / "airflow")
+
+    def pg_url(self, database: str, driver: str = "psycopg2") -> str:
+        return (
+            f"postgresql+{driver}://{self.PG_USER}:{self.PG_PASSWORD}"
+            f"@{self.PG_HOST}:{self.PG_PORT}/{database}"
+        )
+
+    @property
+    def airflow_db_url(self) -> str:
+        return self.pg_url(self.PG_DATABASE)
+
+    @property
+    def mlflow_db_url(self) -> str:
+        return self.pg_url(self.MLFLOW_PG_DATABASE)
+
+    def service_env(self) -> dict[str, str]:
+        """Environment derived from the settings that every service process gets.
+
+        The entrypoints export it (`mlplatform env`), so compose and the local stack
+        configure Airflow, MLflow and the S3 clients the same way.
+        """
+        return {
+            "AWS_ACCESS_KEY_ID": self.MINIO_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.MINIO_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLFLOW_BACKEND_STORE_URI": self.mlflow_db_url,
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{self.MLFLOW_BUCKET_NAME}/",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.AIRFLOW_DAGS_FOLDER),
+            "AIRFLOW__CORE__EXECUTOR": self.AIRFLOW_EXECUTOR,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": str(self.AIRFLOW_PARALLELISM),
+            # New DAGs run without a click: the retraining DAG must react to assets.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__FERNET_KEY": self.AIRFLOW_FERNET_KEY,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.AIRFLOW_ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                self.airflow_home / "simple_auth_manager_passwords.json"
+            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db_url,
+            "AIRFLOW__API__HOST": self.BIND_HOST,
+            "AIRFLOW__API__PORT": str(self.AIRFLOW_PORT),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": self.airflow_url,
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.AIRFLOW_JWT_SECRET,
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.BIND_HOST,
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__CELERY__BROKER_URL": self.CELERY_BROKER_URL,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.airflow_db_url,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8793",
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
