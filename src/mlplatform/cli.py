@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES = [
     "mlplatform.commands.core",
+    "mlplatform.commands.demo",
 ]
 
 
