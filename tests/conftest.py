@@ -8,9 +8,7 @@ Set MLPLATFORM_TEST_STACK=reuse to run against the stack `make local` started.
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,49 +23,24 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(TESTS.parent / "airflow" / "dags"))
 
 
+LAYERS = ("unit", "integration", "e2e")
+
+
+def _layer(item: pytest.Item) -> str:
+    folder = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+    return folder if folder in LAYERS else "unit"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        folder = Path(str(item.fspath)).relative_to(TESTS).parts[0]
-        marker = folder if folder in ("integration", "e2e") else "unit"
-        item.add_marker(getattr(pytest.mark, marker))
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports() -> dict[str, int]:
-    """A free port for each service, away from the defaults, plus SeaweedFS's extra ones."""
-    rng = random.Random()
-    taken: set[int] = set()
-
-    def pick(span: int = 1, extra: tuple[int, ...] = ()) -> int:
-        while True:
-            base = rng.randrange(20000, 45000)
-            wanted = [base + i for i in range(span)] + [base + e for e in extra]
-            if not taken.intersection(wanted) and all(_free(p) for p in wanted):
-                taken.update(wanted)
-                return base
-
-    return {
-        "PG_PORT": pick(),
-        "MINIO_PORT": pick(),
-        "MINIO_PORT_UI": pick(extra=(10000,)),
-        "SEAWEEDFS_PORT_BASE": pick(span=7),
-        "MLFLOW_PORT": pick(),
-        "AIRFLOW_PORT": pick(),
-        "FASTAPI_PORT": pick(),
-    }
+        item.add_marker(getattr(pytest.mark, _layer(item)))
+    # Fast feedback first: unit tests fail before the stack is even started.
+    items.sort(key=lambda item: LAYERS.index(_layer(item)))
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[object]:
-    from mlplatform.localstack import LocalStack
+    from mlplatform.localstack import LocalStack, free_ports
     from mlplatform.settings import Settings, get_settings
 
     if os.environ.get("MLPLATFORM_TEST_STACK") == "reuse":

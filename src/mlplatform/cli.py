@@ -10,9 +10,13 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 COMMAND_MODULES = [
     "mlplatform.commands.core",
     "mlplatform.commands.demo",
+    "mlplatform.commands.pipelines",
+    "mlplatform.commands.serving",
 ]
 
 
@@ -35,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     except PlatformError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except ValueError as err:  # settings validation, e.g. dev secrets in production
-        print(f"error: {err}", file=sys.stderr)
+    except ValidationError as err:  # settings, e.g. dev secrets in production
+        # Only the messages: the full error would echo the input, secrets included.
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+        print(f"error: invalid settings: {reasons}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ from mlplatform.settings import REPO_ROOT, Settings
 # Set in every process the stack starts, so `down` can find orphans by it.
 STACK_MARKER = "MLPLATFORM_STACK_DIR"
 # Callables ("module:function", taking Settings) run once the stack is healthy.
-AFTER_START_HOOKS: list[str] = ["mlplatform.lake:ensure_buckets"]
+AFTER_START_HOOKS: list[str] = ["mlplatform.lake:ensure_buckets", "mlplatform.ingest:seed_landing"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,30 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def free_ports(low: int = 20000, high: int = 45000) -> dict[str, int]:
+    """A free port for every port variable, e.g. to run a second stack beside the first."""
+    rng = random.Random()
+    taken: set[int] = set()
+
+    def pick(span: int = 1, extra: tuple[int, ...] = ()) -> int:
+        while True:
+            base = rng.randrange(low, high)
+            wanted = [base + i for i in range(span)] + [base + e for e in extra]
+            if not taken.intersection(wanted) and not any(map(port_in_use, wanted)):
+                taken.update(wanted)
+                return base
+
+    return {
+        "PG_PORT": pick(),
+        "MINIO_PORT": pick(),
+        "MINIO_PORT_UI": pick(extra=(10000,)),
+        "SEAWEEDFS_PORT_BASE": pick(span=7),
+        "MLFLOW_PORT": pick(),
+        "AIRFLOW_PORT": pick(),
+        "FASTAPI_PORT": pick(),
+    }
+
+
 def check_prerequisites(s: Settings) -> None:
     pg_bins = [Path(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))]
     if not shutil.which("postgres") and not pg_bins:
@@ -236,7 +261,8 @@ class LocalStack:
             "[supervisord]",
             f"logfile={self.logs / 'supervisord.log'}",
             f"pidfile={self.pidfile}",
-            f"directory={REPO_ROOT}",
+            # Every service's working directory, so `down` can find its orphans by it too.
+            f"directory={self.dir}",
             "logfile_maxbytes=10MB",
             "logfile_backups=1",
             "[rpcinterface:supervisor]",
@@ -309,6 +335,10 @@ class LocalStack:
         say = (lambda _msg: None) if quiet else (lambda msg: print(msg, flush=True))
         started = time.monotonic()
         if self.supervisord_pid() is None:
+            # supervisord died (e.g. killed): its services may still hold the ports.
+            orphans = self._kill_orphans()
+            if orphans:
+                say(f"stopped {len(orphans)} processes left by a crashed stack: {orphans}")
             say(f"starting the local stack in {self.dir}")
             self._start_supervisord()
         else:
@@ -428,17 +458,24 @@ def export_env(s: Settings) -> dict[str, str]:
 
 
 def stack_processes(stack_dir: Path) -> list[int]:
-    """Pids of live processes started by the stack in `stack_dir` (by their environment marker)."""
+    """Pids of live processes started by the stack in `stack_dir`.
+
+    A process is the stack's if its environment carries the marker or its working
+    directory is inside the stack's folder: setproctitle (Airflow) overwrites the
+    environment block, and PostgreSQL changes directory into its data folder.
+    """
     marker = f"{STACK_MARKER}={stack_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            cwd = Path(os.readlink(entry / "cwd"))
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0") and _alive(int(entry.name)):
+        ours = marker in environ.split(b"\0") or cwd == stack_dir or stack_dir in cwd.parents
+        if ours and _alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

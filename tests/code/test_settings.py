@@ -1,0 +1,94 @@
+"""Settings: the course's names and defaults, and production's refusal of dev secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplatform.settings import DEV_SECRETS, Settings
+
+COURSE_DEFAULTS = {
+    "AIRFLOW_PORT": 8080,
+    "MLFLOW_PORT": 5001,
+    "MINIO_PORT": 9000,
+    "MINIO_PORT_UI": 9001,
+    "FASTAPI_PORT": 8800,
+    "PG_PORT": 5432,
+    "MLFLOW_BUCKET_NAME": "mlflow",
+    "DATA_REPO_BUCKET_NAME": "data",
+    "MINIO_ACCESS_KEY": "minio",
+}
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [*Settings.model_fields, "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AIRFLOW_HOME"]:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_course_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    for name, value in COURSE_DEFAULTS.items():
+        assert getattr(s, name) == value, name
+    assert s.mlflow_tracking_uri == "http://127.0.0.1:5001"
+    assert s.s3_endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_dotenv_matches_the_code_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    from_file = Settings(_env_file=".env")  # type: ignore[call-arg]
+    from_code = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert from_file.model_dump() == from_code.model_dump()
+
+
+def test_environment_overrides_dotenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("MLFLOW_PORT", "5999")
+    monkeypatch.setenv("MLFLOW_HOST", "mlflow")
+    assert Settings().mlflow_tracking_uri == "http://mlflow:5999"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:1234")
+    assert Settings().mlflow_tracking_uri == "http://elsewhere:1234"
+
+
+@pytest.mark.parametrize("secret", sorted(DEV_SECRETS))
+def test_production_refuses_each_dev_secret(monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("PLATFORM_ENV", "production")
+    for name in DEV_SECRETS:
+        if name != secret:
+            monkeypatch.setenv(name, f"strong-{name.lower()}-value")
+    with pytest.raises(ValueError, match=rf"PLATFORM_ENV=production refuses the dev-default value of {secret}"):
+        Settings()
+
+
+def test_production_starts_with_own_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("PLATFORM_ENV", "production")
+    for name in DEV_SECRETS:
+        monkeypatch.setenv(name, f"strong-{name.lower()}-value")
+    assert Settings().PLATFORM_ENV == "production"
+
+
+def test_cli_prints_one_line_for_dev_secrets_in_production(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from mlplatform.cli import main
+    from mlplatform.settings import get_settings
+
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("PLATFORM_ENV", "production")
+    get_settings.cache_clear()
+    try:
+        assert main(["env"]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "refuses the dev-default value" in err[0]
+
+
+def test_service_env_configures_airflow_and_mlflow_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("PG_PORT", "6543")
+    monkeypatch.setenv("AIRFLOW_PORT", "8181")
+    env = Settings().service_env()
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(":6543/airflow")
+    assert env["MLFLOW_BACKEND_STORE_URI"].endswith(":6543/mlflow_db")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8181/execution/"
+    assert env["AWS_SECRET_ACCESS_KEY"] == DEV_SECRETS["MINIO_SECRET_ACCESS_KEY"]
