@@ -46,7 +46,9 @@ def stack() -> Iterator[object]:
     if os.environ.get("MLPLATFORM_TEST_STACK") == "reuse":
         settings = Settings()
         if any(h not in ("healthy", "done") for *_, h in LocalStack(settings).status()):
-            pytest.fail("MLPLATFORM_TEST_STACK=reuse, but the local stack is not healthy: run `make local`")
+            pytest.fail(
+                "MLPLATFORM_TEST_STACK=reuse, but the local stack is not healthy: run `make local`"
+            )
         yield settings
         return
 

@@ -28,6 +28,17 @@ class CategoricalFeature:
 
 
 @dataclass(frozen=True)
+class Param:
+    """One hyperparameter's range: `kind` is "int", "float" or "choice"."""
+
+    kind: str
+    low: float = 0
+    high: float = 0
+    log: bool = False
+    choices: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     raw_columns: tuple[str, ...]
@@ -40,6 +51,16 @@ class DatasetSpec:
     missing_marker: str
     deliveries: dict[str, str] = field(default_factory=dict)
     initial_delivery: str = ""
+    # Codes some sources use for "not measured" (e.g. cholesterol 0): read as missing.
+    missing_codes: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Cleaning rule: a row missing more features than this is dropped; the model imputes the rest.
+    max_missing_features: int = 4
+    # A delivery where more rows than this fraction fail validation is the wrong file: rejected whole.
+    max_invalid_fraction: float = 0.5
+    # Hyperparameter search: the metric optimised (an sklearn scorer), others reported, the space.
+    optimise_metric: str = "f1"
+    report_metrics: tuple[str, ...] = ("f1", "roc_auc", "accuracy", "precision", "recall")
+    search_space: dict[str, dict[str, Param]] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -57,17 +78,33 @@ class DatasetSpec:
 HEART_DISEASE = DatasetSpec(
     name="uci_heart_disease",
     raw_columns=(
-        "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
-        "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
-    ),  # fmt: skip
+        "age",
+        "sex",
+        "cp",
+        "trestbps",
+        "chol",
+        "fbs",
+        "restecg",
+        "thalach",
+        "exang",
+        "oldpeak",
+        "slope",
+        "ca",
+        "thal",
+        "num",
+    ),
     numeric=(
         NumericFeature("age", "Age", 18, 100, "years", integer=True),
         NumericFeature("trestbps", "Resting blood pressure", 60, 250, "mm Hg"),
         # Some hospitals record a missing cholesterol as 0: outside the range, so it is quarantined or imputed.
         NumericFeature("chol", "Serum cholesterol", 80, 700, "mg/dl"),
         NumericFeature("thalach", "Maximum heart rate achieved", 50, 250, "bpm"),
-        NumericFeature("oldpeak", "ST depression induced by exercise relative to rest", -5, 10, "mm"),
-        NumericFeature("ca", "Number of major vessels colored by fluoroscopy", 0, 3, "vessels", integer=True),
+        NumericFeature(
+            "oldpeak", "ST depression induced by exercise relative to rest", -5, 10, "mm"
+        ),
+        NumericFeature(
+            "ca", "Number of major vessels colored by fluoroscopy", 0, 3, "vessels", integer=True
+        ),
     ),
     categorical=(
         CategoricalFeature("sex", "Sex", {0: "female", 1: "male"}),
@@ -83,8 +120,12 @@ HEART_DISEASE = DatasetSpec(
             {0: "normal", 1: "ST-T wave abnormality", 2: "left ventricular hypertrophy"},
         ),
         CategoricalFeature("exang", "Exercise induced angina", {0: "no", 1: "yes"}),
-        CategoricalFeature("slope", "Slope of the peak exercise ST segment", {1: "up", 2: "flat", 3: "down"}),
-        CategoricalFeature("thal", "Thalassemia", {3: "normal", 6: "fixed defect", 7: "reversible defect"}),
+        CategoricalFeature(
+            "slope", "Slope of the peak exercise ST segment", {1: "up", 2: "flat", 3: "down"}
+        ),
+        CategoricalFeature(
+            "thal", "Thalassemia", {3: "normal", 6: "fixed defect", 7: "reversible defect"}
+        ),
     ),
     raw_target="num",
     target="target",
@@ -98,4 +139,28 @@ HEART_DISEASE = DatasetSpec(
         "va": "processed.va.data",
     },
     initial_delivery="cleveland",
+    missing_codes={"chol": (0,)},
+    max_missing_features=4,
+    # Families are built by mlplatform.training.MODEL_FAMILIES; ranges suit ~300-900 rows.
+    search_space={
+        "logistic_regression": {
+            "C": Param("float", 1e-3, 100.0, log=True),
+            "class_weight": Param("choice", choices=(None, "balanced")),
+        },
+        "svm": {
+            "C": Param("float", 1e-2, 100.0, log=True),
+            "gamma": Param("float", 1e-4, 1.0, log=True),
+        },
+        "random_forest": {
+            "n_estimators": Param("int", 50, 200),
+            "max_depth": Param("int", 2, 10),
+            "min_samples_leaf": Param("int", 1, 10),
+        },
+        "gradient_boosting": {
+            "learning_rate": Param("float", 0.01, 0.3, log=True),
+            "max_iter": Param("int", 50, 200),
+            "max_depth": Param("int", 2, 6),
+            "l2_regularization": Param("float", 1e-4, 10.0, log=True),
+        },
+    },
 )

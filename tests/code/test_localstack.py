@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from mlplatform.cli import PlatformError
-from mlplatform.localstack import LocalStack, check_prerequisites, free_ports, ports, programs, stack_processes
+from mlplatform.localstack import (
+    LocalStack,
+    check_prerequisites,
+    free_ports,
+    ports,
+    programs,
+    stack_processes,
+)
 from mlplatform.settings import REPO_ROOT, Settings
 
 

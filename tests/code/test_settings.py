@@ -20,7 +20,12 @@ COURSE_DEFAULTS = {
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [*Settings.model_fields, "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AIRFLOW_HOME"]:
+    for name in [
+        *Settings.model_fields,
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "AIRFLOW_HOME",
+    ]:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,7 +61,9 @@ def test_production_refuses_each_dev_secret(monkeypatch: pytest.MonkeyPatch, sec
     for name in DEV_SECRETS:
         if name != secret:
             monkeypatch.setenv(name, f"strong-{name.lower()}-value")
-    with pytest.raises(ValueError, match=rf"PLATFORM_ENV=production refuses the dev-default value of {secret}"):
+    with pytest.raises(
+        ValueError, match=rf"PLATFORM_ENV=production refuses the dev-default value of {secret}"
+    ):
         Settings()
 
 
@@ -68,7 +75,9 @@ def test_production_starts_with_own_secrets(monkeypatch: pytest.MonkeyPatch) -> 
     assert Settings().PLATFORM_ENV == "production"
 
 
-def test_cli_prints_one_line_for_dev_secrets_in_production(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_prints_one_line_for_dev_secrets_in_production(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
     from mlplatform.cli import main
     from mlplatform.settings import get_settings
 
@@ -80,10 +89,14 @@ def test_cli_prints_one_line_for_dev_secrets_in_production(monkeypatch: pytest.M
     finally:
         get_settings.cache_clear()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "refuses the dev-default value" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("error: ") and "refuses the dev-default value" in err[0]
+    )
 
 
-def test_service_env_configures_airflow_and_mlflow_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_env_configures_airflow_and_mlflow_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _clean_env(monkeypatch)
     monkeypatch.setenv("PG_PORT", "6543")
     monkeypatch.setenv("AIRFLOW_PORT", "8181")

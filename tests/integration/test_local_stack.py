@@ -34,7 +34,9 @@ def _listening_sockets(pids: set[int]) -> list[tuple[str, int]]:
             if family == socket.AF_INET:
                 addr = socket.inet_ntop(family, raw[::-1])
             else:
-                addr = socket.inet_ntop(family, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+                addr = socket.inet_ntop(
+                    family, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                )
             found.append((addr, int(port_hex, 16)))
     return found
 
@@ -44,9 +46,13 @@ def test_no_service_listens_beyond_loopback(stack: Settings) -> None:
     assert len(pids) >= 8
     listeners = _listening_sockets(pids)
     assert listeners, "found no listening sockets of the stack"
-    assert {stack.PG_PORT, stack.MINIO_PORT, stack.MLFLOW_PORT, stack.AIRFLOW_PORT, stack.FASTAPI_PORT} <= {
-        port for _, port in listeners
-    }
+    assert {
+        stack.PG_PORT,
+        stack.MINIO_PORT,
+        stack.MLFLOW_PORT,
+        stack.AIRFLOW_PORT,
+        stack.FASTAPI_PORT,
+    } <= {port for _, port in listeners}
     outside = [(a, p) for a, p in listeners if a not in ("127.0.0.1", "::1")]
     assert not outside, f"listening beyond loopback: {outside}"
 

@@ -76,7 +76,9 @@ def test_s3_multipart_upload(stack: Settings) -> None:
     s3 = lake.s3_client(stack)
     key = f"tests/{uuid.uuid4().hex}/big.bin"
     payload = np.random.default_rng(1).bytes(12 * 1024 * 1024)
-    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    config = TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
     s3.upload_fileobj(io.BytesIO(payload), stack.DATA_REPO_BUCKET_NAME, key, Config=config)
     head = s3.head_object(Bucket=stack.DATA_REPO_BUCKET_NAME, Key=key)
     assert head["ContentLength"] == len(payload)
@@ -88,7 +90,11 @@ def test_s3_refuses_a_wrong_key(stack: Settings) -> None:
     wrong = stack.model_copy(update={"MINIO_SECRET_ACCESS_KEY": "wrong-secret"})
     with pytest.raises(ClientError) as err:
         lake.s3_client(wrong).list_buckets()
-    assert err.value.response["Error"]["Code"] in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied")
+    assert err.value.response["Error"]["Code"] in (
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+    )
 
 
 def _synthetic_features(n: int, seed: int = 0) -> pd.DataFrame:
@@ -131,7 +137,9 @@ def test_airflow_runs_a_dag_triggered_over_rest(stack: Settings) -> None:
     client = AirflowClient(stack)
     run_id, state = client.trigger_and_wait("platform_smoke", timeout=300)
     assert state == "success", client.task_states("platform_smoke", run_id)
-    body = lake.get_bytes(stack.DATA_REPO_BUCKET_NAME, f"smoke/{run_id}.json", lake.s3_client(stack))
+    body = lake.get_bytes(
+        stack.DATA_REPO_BUCKET_NAME, f"smoke/{run_id}.json", lake.s3_client(stack)
+    )
     assert f'"run_id": "{run_id}"' in body.decode()
 
 

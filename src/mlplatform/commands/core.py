@@ -33,9 +33,15 @@ def cmd_local(args: argparse.Namespace) -> int:
         orphans = stack.down()
         print("the local stack is stopped" + (f" (killed orphans: {orphans})" if orphans else ""))
     elif args.action == "status":
+        from mlplatform.localstack import process_tree_pss_mb
+
         rows = stack.status()
+        total = 0.0
         for name, state, pid, health in rows:
-            print(f"{name:24s} {state:12s} pid={pid or '-':<8} {health}")
+            memory = process_tree_pss_mb(pid) if pid else 0.0
+            total += memory
+            print(f"{name:24s} {state:12s} pid={pid or '-':<8} {health:10s} {memory:6.0f} MB")
+        print(f"{'total memory (PSS)':58s} {total:6.0f} MB")
         return 0 if all(h in ("healthy", "done") for *_, h in rows) else 1
     return 0
 
