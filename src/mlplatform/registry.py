@@ -67,7 +67,9 @@ def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame, name: str = "m
     )
 
 
-def register(model_info: ModelInfo, tags: dict[str, Any], settings: Settings | None = None) -> ModelVersion:
+def register(
+    model_info: ModelInfo, tags: dict[str, Any], settings: Settings | None = None
+) -> ModelVersion:
     s = settings or get_settings()
     client = configure(s)
     import mlflow
@@ -101,7 +103,9 @@ def promote(version: str, settings: Settings | None = None) -> None:
     current = get_champion(s)
     client.set_registered_model_alias(s.REGISTERED_MODEL_NAME, CHAMPION, str(version))
     if current is not None and str(current.version) != str(version):
-        client.set_registered_model_alias(s.REGISTERED_MODEL_NAME, PREVIOUS_CHAMPION, current.version)
+        client.set_registered_model_alias(
+            s.REGISTERED_MODEL_NAME, PREVIOUS_CHAMPION, current.version
+        )
 
 
 def model_uri(alias: str = CHAMPION, settings: Settings | None = None) -> str:

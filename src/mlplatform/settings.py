@@ -71,15 +71,27 @@ class Settings(BaseSettings):
     # Airflow.
     AIRFLOW_HOST: str = "127.0.0.1"
     AIRFLOW_PORT: int = 8080
+    # The URL browsers use, when it differs from the one services use (compose: localhost).
+    AIRFLOW_PUBLIC_URL: str = ""
     AIRFLOW_ADMIN_USER: str = "airflow"
     AIRFLOW_ADMIN_PASSWORD: str = DEV_SECRETS["AIRFLOW_ADMIN_PASSWORD"]
     AIRFLOW_JWT_SECRET: str = DEV_SECRETS["AIRFLOW_JWT_SECRET"]
     AIRFLOW_FERNET_KEY: str = DEV_SECRETS["AIRFLOW_FERNET_KEY"]
     AIRFLOW_EXECUTOR: str = "LocalExecutor"
-    AIRFLOW_PARALLELISM: int = 4
+    AIRFLOW_PARALLELISM: int = 2
     AIRFLOW_HOME_OVERRIDE: str = Field(default="", alias="AIRFLOW_HOME")
     AIRFLOW_DAGS_FOLDER: Path = REPO_ROOT / "airflow" / "dags"
     CELERY_BROKER_URL: str = "redis://valkey:6379/0"
+
+    # Data and training pipelines.
+    # The UCI files the landing zone is seeded from (shipped in the repo, CC BY 4.0).
+    SEED_DATA_DIR: Path = REPO_ROOT / "data" / "uci_heart_disease"
+    RANDOM_SEED: int = 42
+    TEST_FRACTION: float = 0.2
+    N_TRIALS: int = 20  # Optuna trials of the training DAG (a DAG param overrides it per run)
+    CV_FOLDS: int = 5
+    RETRAIN_TRIALS: int = 0  # 0: the challenger is the champion's configuration refit on new data
+    PROMOTION_MARGIN: float = 0.01  # the challenger must beat the champion's test F1 by this much
 
     # Prediction service.
     FASTAPI_HOST: str = "127.0.0.1"
@@ -87,6 +99,10 @@ class Settings(BaseSettings):
     API_KEY: str = ""
     MODEL_POLL_SECONDS: float = 5.0
     MAX_BATCH_ROWS: int = 1000
+    # Online predictions are buffered and written to the data lake this often.
+    PREDICTION_LOG_FLUSH_SECONDS: float = 10.0
+    # Rows per chunk when the batch job scores a file: bounds its memory.
+    BATCH_CHUNK_ROWS: int = 50_000
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
@@ -172,7 +188,7 @@ class Settings(BaseSettings):
             "AIRFLOW__API__HOST": self.BIND_HOST,
             "AIRFLOW__API__PORT": str(self.AIRFLOW_PORT),
             "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": self.airflow_url,
+            "AIRFLOW__API__BASE_URL": self.AIRFLOW_PUBLIC_URL or self.airflow_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": self.AIRFLOW_JWT_SECRET,
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.BIND_HOST,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",

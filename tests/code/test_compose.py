@@ -30,6 +30,10 @@ SEAWEEDFS = "docker-compose.seaweedfs.yaml"
 BACKENDS = {"minio": ["docker-compose.yaml"], "seaweedfs": ["docker-compose.yaml", SEAWEEDFS]}
 PROFILES = ["all", "storage", "mlflow", "airflow", "serving"]
 APP_ROOT = "/opt/mlplatform/"  # where the Dockerfiles put the repository
+# The one image that installs the package; the other Python images start FROM it.
+PLATFORM_DOCKERFILE = REPO_ROOT / "platform" / "Dockerfile"
+DOCKERFILES = sorted(REPO_ROOT.glob("*/Dockerfile"))
+PINNED_IMAGE = r"[\w./-]+:[\w.-]*\d[\w.-]*"
 DOTENV = {k: v or "" for k, v in dotenv_values(REPO_ROOT / ".env").items()}
 PACKAGE_IMAGE_VERSION = re.search(
     r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.M
@@ -91,20 +95,70 @@ def base_image(path: Path) -> str:
     return str(froms[-1])
 
 
-def image_binaries(svc: dict[str, Any]) -> set[str]:
-    """Binaries known to be in the service's image: its base image's, plus the uv venv's."""
+def external_images(path: Path) -> list[str]:
+    """Images a Dockerfile reads (FROM, COPY --from, RUN --mount=from), minus its own stages."""
+    stages: set[str] = set()
+    found = []
+    for line in path.read_text().splitlines():
+        if m := re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I):
+            found.append(m[1])
+            stages.add(m[2] or "")
+        found += re.findall(r"--(?:mount=\S*?\b)?from=([^,\s]+)", line)
+    return [image for image in found if image not in stages]
+
+
+def build_chain(svc: dict[str, Any], svcs: dict[str, dict[str, Any]]) -> list[Path]:
+    """The Dockerfiles a service's image is built from: its own, then, when it starts FROM a
+    named build context `service:<name>`, that service's chain."""
     path = dockerfile(svc)
-    image = base_image(path) if path else svc["image"]
+    if path is None:
+        return []
+    context = svc["build"].get("additional_contexts", {}).get(base_image(path))
+    if context is None:
+        return [path]
+    kind, _, name = context.partition(":")
+    if kind != "service":
+        raise ValueError(f"{path}: FROM {base_image(path)} is not an image of this project")
+    return [path, *build_chain(svcs[name], svcs)]
+
+
+def installs_package(chain: list[Path]) -> bool:
+    return any("uv sync --frozen" in path.read_text() for path in chain)
+
+
+def image_binaries(svc: dict[str, Any], svcs: dict[str, dict[str, Any]]) -> set[str]:
+    """Binaries known to be in the service's image: its base image's, plus the uv venv's."""
+    chain = build_chain(svc, svcs)
+    image = base_image(chain[-1]) if chain else svc["image"]
     found = {
         b
         for prefix, bins in BASE_IMAGE_BINARIES.items()
         if image.startswith(prefix + ":")
         for b in bins
     }
-    if path and "uv sync --frozen" in path.read_text():
+    if installs_package(chain):
         # The image's venv is built from the same uv.lock as this one.
         found |= {p.name for p in VENV_BIN.iterdir()}
     return found
+
+
+def image_user(chain: list[Path]) -> str:
+    """The user an image runs as: the last USER of the nearest Dockerfile that sets one."""
+    for path in chain:
+        if users := re.findall(r"^USER\s+(\S+)", path.read_text(), re.M):
+            return str(users[-1])
+    return "root"
+
+
+def copied_into_app_root(path: Path) -> set[str]:
+    """Repository paths a Dockerfile copies to the same path below its WORKDIR, APP_ROOT."""
+    text = path.read_text()
+    assert re.findall(r"^WORKDIR\s+(\S+)", text, re.M)[0] == APP_ROOT.rstrip("/")
+    copied = set()
+    for source, dest in re.findall(r"^COPY\s+(?!--)(\S+)\s+(\S+)$", text, re.M):
+        if dest in (f"./{source}", f"./{Path(source).parent}/"):
+            copied.add(source)
+    return copied
 
 
 def script_call(svc: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -184,17 +238,25 @@ def test_every_image_is_pinned() -> None:
             assert repo.startswith("mlplatform/") and tag == version, (
                 f"{name}: tag the package version"
             )
-    for path in sorted(REPO_ROOT.glob("*/Dockerfile")):
-        for image in re.findall(r"^FROM\s+(\S+)", path.read_text(), re.M):
-            assert re.fullmatch(r"[\w./-]+:[\w.-]*\d[\w.-]*", image), (
-                f"{path}: {image} is not pinned"
-            )
+    # Every image a Dockerfile reads is pinned, or is a named build context that every
+    # service building it maps to a service of this project, whose image is checked above.
+    for path in DOCKERFILES:
+        builders = [(b, s) for b, _, s in all_services() if dockerfile(s) == path]
+        assert builders, f"no compose service builds {path}"
+        for image in external_images(path):
+            if re.fullmatch(PINNED_IMAGE, image):
+                continue
+            for backend, svc in builders:
+                context = svc["build"].get("additional_contexts", {}).get(image, "")
+                kind, _, name = context.partition(":")
+                assert kind == "service" and services(backend)[name].get("build"), (
+                    f"{path}: {image} is not pinned"
+                )
 
 
 def test_hadolint_passes_on_every_dockerfile() -> None:
-    paths = sorted(REPO_ROOT.glob("*/Dockerfile"))
-    assert {p.parent.name for p in paths} >= {"airflow", "mlflow", "fastapi", "postgres"}
-    for path in paths:
+    assert {p.parent.name for p in DOCKERFILES} >= {"airflow", "mlflow", "fastapi", "postgres"}
+    for path in DOCKERFILES:
         result = subprocess.run(
             [str(VENV_BIN / "hadolint"), "--failure-threshold", "info", str(path)],
             capture_output=True,
@@ -203,22 +265,53 @@ def test_hadolint_passes_on_every_dockerfile() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("folder", ["airflow", "mlflow", "fastapi"])
-def test_images_install_the_package_from_the_lockfile(folder: str) -> None:
-    text = (REPO_ROOT / folder / "Dockerfile").read_text()
+def test_one_platform_image_installs_the_package_from_the_lockfile() -> None:
+    installers = [p for p in DOCKERFILES if re.search(r"uv sync|pip install", p.read_text())]
+    assert installers == [PLATFORM_DOCKERFILE], "install the package in the platform image only"
+    text = PLATFORM_DOCKERFILE.read_text()
     assert re.search(r"^COPY .*uv\.lock", text, re.M)
     assert "uv sync --frozen --no-dev" in text
-    assert "pip install" not in text
+    assert "src" in copied_into_app_root(PLATFORM_DOCKERFILE)
+    # One tag for it, whichever service builds it.
+    version = PACKAGE_IMAGE_VERSION.group(1) if PACKAGE_IMAGE_VERSION else ""
+    tags = {s["image"] for _, _, s in all_services() if dockerfile(s) == PLATFORM_DOCKERFILE}
+    assert tags == {f"mlplatform/platform:{version}"}
+
+
+def test_every_python_service_runs_the_platform_image_with_its_entrypoint() -> None:
+    copied = copied_into_app_root(PLATFORM_DOCKERFILE)
+    for backend, name, svc in all_services():
+        if not runs_package(svc):
+            continue
+        chain = build_chain(svc, services(backend))
+        assert chain and chain[-1] == PLATFORM_DOCKERFILE, f"{backend}/{name}: not on the platform"
+        if call := script_call(svc):
+            script = call[0]
+            assert {script, str(Path(script).parent)} & copied, f"{script} is not in the image"
+
+
+@pytest.mark.parametrize("folder", ["airflow", "mlflow", "fastapi"])
+def test_service_images_are_thin_layers_on_the_platform_image(folder: str) -> None:
+    path = REPO_ROOT / folder / "Dockerfile"
+    text = path.read_text()
     entrypoint = f"{APP_ROOT}{folder}/entrypoint.sh"
     assert re.search(rf"^ENTRYPOINT .*\"{entrypoint}\"", text, re.M)
-    assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M)
+    chains = [
+        build_chain(svc, services(backend))
+        for backend, _, svc in all_services()
+        if dockerfile(svc) == path
+    ]
+    assert chains and all(chain == [path, PLATFORM_DOCKERFILE] for chain in chains), chains
 
 
 def test_images_and_containers_run_as_non_root() -> None:
-    for path in sorted(REPO_ROOT.glob("*/Dockerfile")):
+    for path in DOCKERFILES:
         users = re.findall(r"^USER\s+(\S+)", path.read_text(), re.M)
-        assert users and users[-1].split(":")[0] not in ("0", "root"), f"{path} ends as root"
+        assert not users or users[-1].split(":")[0] not in ("0", "root"), f"{path} ends as root"
     for backend, name, svc in all_services():
+        if chain := build_chain(svc, services(backend)):
+            user = image_user(chain)
+            assert user.split(":")[0] not in ("0", "root"), f"{backend}/{name}: image runs as root"
         user = svc.get("user", "")
         assert user and user.split(":")[0] not in ("0", "root"), f"{backend}/{name} runs as root"
 
@@ -241,7 +334,7 @@ def test_every_service_has_a_healthcheck_with_a_binary_of_its_image() -> None:
             if test[0] == "CMD-SHELL"
             else {words[0]}
         )
-        binaries = image_binaries(svc)
+        binaries = image_binaries(svc, services(backend))
         assert commands & binaries, f"{backend}/{name}: {test} uses no binary of its image"
         if test[0] == "CMD":
             assert words[0] in binaries, f"{backend}/{name}: {words[0]} is not in its image"
@@ -287,10 +380,19 @@ def test_start_order_waits_on_health_or_completion() -> None:
                     )
 
 
-def test_the_worker_can_be_scaled() -> None:
-    worker = services()["airflow-worker"]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_worker_can_be_scaled(backend: str, tmp_path: Path) -> None:
+    worker = services(backend)["airflow-worker"]
     assert "container_name" not in worker and not worker.get("ports")
     assert worker["environment"]["AIRFLOW_EXECUTOR"] == "CeleryExecutor"
+    # What `up --scale airflow-worker=3` asks of the project; compose rejects, e.g., a
+    # container_name with it.
+    scaled = tmp_path / "scale.yaml"
+    scaled.write_text("services:\n  airflow-worker:\n    scale: 3\n")
+    result = compose("config", "-q", files=[*BACKENDS[backend], str(scaled)])
+    assert result.returncode == 0, result.stderr
+    # An init process as PID 1 reaps the worker's task subprocesses.
+    assert all(s.get("init") for n, s in services(backend).items() if n.startswith("airflow-"))
 
 
 def test_storage_is_in_named_volumes() -> None:
@@ -325,7 +427,7 @@ def test_compose_runs_the_local_stack_entrypoints() -> None:
     assert composed["minio", "airflow-worker"] == ("airflow/entrypoint.sh", ["worker"])
     # Every service of a package image runs a local-stack script or the package CLI.
     for backend, name, svc in all_services():
-        if (path := dockerfile(svc)) and "uv sync" in path.read_text():
+        if installs_package(build_chain(svc, services(backend))):
             assert runs_package(svc), f"{backend}/{name} runs neither an entrypoint nor mlplatform"
 
 

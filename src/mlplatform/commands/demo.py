@@ -13,6 +13,9 @@ from mlplatform.settings import get_settings
 
 DEMO_STEPS: list[str] = [
     "mlplatform.commands.demo:smoke_step",
+    # Before serving: it needs the champion this step trains.
+    "mlplatform.commands.pipelines:demo_step",
+    "mlplatform.commands.serving:serving_step",
 ]
 
 

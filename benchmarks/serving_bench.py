@@ -1,0 +1,330 @@
+"""Serving benchmark: this service against `mlflow models serve`, same champion, same requests.
+
+    uv run python benchmarks/serving_bench.py            # or: make bench
+
+Needs the local stack (registry + S3) with a champion, and Debian's `wrk`
+(`apt-get install -y wrk`). It starts both servers on free loopback ports with one
+worker each, warms each up, then loads them with identical requests (1 row at
+concurrency 1, 8 and 32; 100-row batches at concurrency 8). The machine's speed drifts,
+so the two servers take turns: every round runs every configuration on MLflow and then
+on this service, and a ratio is only ever taken within one round. It prints each
+round's req/s, rows/s, p50, p99 and errors (wrk's own latency histogram, read exactly
+through its Lua `done` hook), then the median over rounds and the spread of the ratio.
+Last, the batch job's logic (S3 CSV in, Parquet out) against in-process `predict_proba`
++ `predict` on the same rows, interleaved the same way. Everything is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlplatform import registry
+from mlplatform.localstack import export_env
+from mlplatform.serving.samples import synthetic_features
+from mlplatform.serving.schemas import FEATURES, example_patient
+from mlplatform.settings import get_settings
+
+SINGLE_ROW_CONCURRENCY = (1, 8, 32)
+BATCH_ROWS, BATCH_CONCURRENCY = 100, 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(cmd: list[str], env: dict[str, str], url: str, log: Path, timeout: float = 240) -> Any:
+    """Start a server process, wait for `url` to answer 200, stop its process group at the end."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited: see {log}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not ready after {timeout:.0f} s: see {log}")
+            time.sleep(1)
+        yield proc
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+@dataclass
+class Result:
+    req_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# wrk's `done` hook sees the exact latency histogram (µs) and every error counter.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {body}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {{\\"requests\\": %d, \\"duration_us\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, "
+    .. "\\"errors\\": %d}}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk(url: str, body: str, concurrency: int, seconds: float, tmp: Path) -> Result:
+    script = tmp / f"{uuid.uuid4().hex}.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(body)))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script),
+         url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    match = re.search(r"^RESULT (.*)$", out, re.M)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    r = json.loads(match.group(1))
+    return Result(
+        req_s=r["requests"] / (r["duration_us"] / 1e6),
+        p50_ms=r["p50_us"] / 1e3,
+        p99_ms=r["p99_us"] / 1e3,
+        errors=r["errors"],
+    )
+
+
+def mlflow_records(rows: list[dict[str, Any]], uri: str) -> list[dict[str, Any]]:
+    """The same rows, typed as the model signature wants them (MLflow enforces it)."""
+    import mlflow
+
+    schema = mlflow.models.get_model_info(uri).signature.inputs
+    integer = {c.name for c in schema.inputs if str(c.type).lower().endswith(("long", "integer"))}
+    return [{k: (int(v) if k in integer else float(v)) for k, v in row.items()} for row in rows]
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def batch_logic_vs_in_process(
+    settings: Any, rows: int, rounds: int
+) -> list[tuple[float, float, float]]:
+    """Per round, rows/s of in-process `predict_proba` + `predict` (the batch's outputs) and
+    of the batch job's logic (S3 file in, Parquet out) on the same rows, given as CSV and as
+    Parquet, back to back.
+
+    A small file goes through first, so imports and connection set-up are not timed. The
+    benchmark's files are deleted afterwards.
+    """
+    from mlplatform import layout
+    from mlplatform.batch import drop_file, load_champion_model, output_prefix, score_file
+    from mlplatform.lake import list_keys, s3_client, write_parquet_atomic
+
+    model = load_champion_model(settings)
+    pipeline = model.predictor.pipeline
+    frame = synthetic_features(rows, seed=5, missing_rate=0.02)
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    score_file(drop_file(frame.head(2_000), f"{tag}-warmup.csv", settings), model, settings)
+    results = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        pipeline.predict_proba(frame)
+        pipeline.predict(frame)
+        in_process = rows / (time.perf_counter() - start)
+        key = drop_file(frame, f"{tag}-{i}.csv", settings)
+        start = time.perf_counter()
+        score_file(key, model, settings)
+        csv_rate = rows / (time.perf_counter() - start)
+        key = f"{layout.BATCH_INCOMING}{tag}-{i}.parquet"
+        write_parquet_atomic(frame, settings.DATA_REPO_BUCKET_NAME, key)
+        start = time.perf_counter()
+        score_file(key, model, settings)
+        results.append((in_process, csv_rate, rows / (time.perf_counter() - start)))
+    client, bucket = s3_client(settings), settings.DATA_REPO_BUCKET_NAME
+    for prefix in (output_prefix(f"{layout.BATCH_INCOMING}{tag}"), f"{layout.BATCH_DONE}{tag}"):
+        for key in list(list_keys(bucket, prefix.rstrip("/"), client)):
+            client.delete_object(Bucket=bucket, Key=key)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=6, help="load duration per configuration")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds (ratios are per round)"
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=200_000, help="rows for the batch comparison"
+    )
+    parser.add_argument(
+        "--register-synthetic", action="store_true",
+        help="no champion yet: register and promote a synthetic-data model first (dev only)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    s = get_settings()
+    registry.configure(s)
+    champion = registry.get_champion(s)
+    if champion is None and args.register_synthetic:
+        from sklearn.linear_model import LogisticRegression
+
+        from mlplatform.serving.samples import register_synthetic_model
+
+        champion = register_synthetic_model(LogisticRegression(max_iter=500), s)
+    if champion is None:
+        print("no champion: run the `train` DAG (or pass --register-synthetic)", file=sys.stderr)
+        return 1
+    uri = f"models:/{s.REGISTERED_MODEL_NAME}/{champion.version}"
+    print(
+        f"model {uri}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; "
+        f"{args.rounds} rounds of {args.seconds} s per configuration and server"
+    )
+
+    one = example_patient()
+    batch = [
+        {k: (int(v) if float(v).is_integer() else float(v)) for k, v in r.items()}
+        for r in synthetic_features(BATCH_ROWS, seed=9)[list(FEATURES)].to_dict("records")
+    ]
+    bodies = {
+        "mlflow": (
+            json.dumps({"dataframe_records": mlflow_records([one], uri)}),
+            json.dumps({"dataframe_records": mlflow_records(batch, uri)}),
+        ),
+        "service": (json.dumps(one), json.dumps({"rows": batch})),
+    }
+    env = {**os.environ, **export_env(s), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    mlflow_port, service_port = free_port(), free_port()
+    configs = [(f"1 row, c={c}", c, 0) for c in SINGLE_ROW_CONCURRENCY]
+    configs.append((f"{BATCH_ROWS} rows, c={BATCH_CONCURRENCY}", BATCH_CONCURRENCY, 1))
+    targets = ("mlflow", "service")
+    runs: dict[tuple[str, str], list[Result]] = {(c[0], t): [] for c in configs for t in targets}
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        venv_bin = Path(sys.executable).parent
+        stack.enter_context(
+            server(
+                [str(venv_bin / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
+                 "-w", "1", "-h", "127.0.0.1", "-p", str(mlflow_port)],
+                env, f"http://127.0.0.1:{mlflow_port}/ping", tmp / "mlflow-serve.log",
+            )
+        )  # fmt: skip
+        # The flags of fastapi/entrypoint.sh (uvicorn picks uvloop and httptools when present).
+        stack.enter_context(
+            server(
+                [str(venv_bin / "uvicorn"), "mlplatform.serving.app:app", "--workers", "1",
+                 "--host", "127.0.0.1", "--port", str(service_port), "--no-access-log"],
+                {**env, "FASTAPI_PORT": str(service_port)},
+                f"http://127.0.0.1:{service_port}/ready", tmp / "service.log",
+            )
+        )  # fmt: skip
+        served = httpx.get(f"http://127.0.0.1:{service_port}/model").json()
+        print(f"service backend: {served['backend']} ({served['backend_reason']})")
+        urls = {
+            "mlflow": f"http://127.0.0.1:{mlflow_port}/invocations",
+            "service": f"http://127.0.0.1:{service_port}/predict",
+        }
+
+        def url(target: str, which: int) -> str:
+            return urls[target] + ("/batch" if which and target == "service" else "")
+
+        for target in targets:  # warm-up, not recorded: first-request imports, JIT-free caches
+            for which in (0, 1):
+                wrk(url(target, which), bodies[target][which], 8, 2, tmp)
+        for _ in range(args.rounds):
+            for label, concurrency, which in configs:
+                for target in targets:
+                    runs[(label, target)].append(
+                        wrk(url(target, which), bodies[target][which], concurrency,
+                            args.seconds, tmp)
+                    )  # fmt: skip
+
+    header = (
+        f"{'configuration':16} {'server':8} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>6} {'x mlflow':>9}"
+    )
+    for i in range(args.rounds):
+        print(f"\nround {i + 1}\n{header}")
+        for label, _, which in configs:
+            base = runs[(label, "mlflow")][i].req_s
+            for target in targets:
+                r = runs[(label, target)][i]
+                rows = r.req_s * (BATCH_ROWS if which else 1)
+                print(f"{label:16} {target:8} {r.req_s:9.1f} {rows:10.0f} {r.p50_ms:8.2f} "
+                      f"{r.p99_ms:8.2f} {r.errors:6d} {r.req_s / base:9.1f}")  # fmt: skip
+    print(
+        f"\nmedian of {args.rounds} rounds (errors: total; x mlflow: median of the per-round "
+        f"ratios, min-max in brackets; p99: median, worst round in brackets)"
+    )
+    print(f"{header} {'p99 worst':>10} {'ratio range':>13}")
+    for label, _, which in configs:
+        for target in targets:
+            rs = runs[(label, target)]
+            ratios = [r.req_s / m.req_s for r, m in zip(rs, runs[(label, "mlflow")], strict=True)]
+            req_s = median([r.req_s for r in rs])
+            rows = req_s * (BATCH_ROWS if which else 1)
+            print(
+                f"{label:16} {target:8} {req_s:9.1f} {rows:10.0f} "
+                f"{median([r.p50_ms for r in rs]):8.2f} {median([r.p99_ms for r in rs]):8.2f} "
+                f"{sum(r.errors for r in rs):6d} {median(ratios):9.1f} "
+                f"{max(r.p99_ms for r in rs):10.2f} "
+                f"{f'{min(ratios):.1f}-{max(ratios):.1f}':>13}"
+            )
+
+    batch_runs = batch_logic_vs_in_process(s, args.batch_rows, args.rounds)
+    print(
+        f"\nbatch job logic vs in-process predict ({args.batch_rows:,} rows, chunks of "
+        f"{s.BATCH_CHUNK_ROWS:,})"
+    )
+    for i, (in_process, csv_rate, parquet_rate) in enumerate(batch_runs, 1):
+        print(
+            f"round {i}: in-process {in_process:,.0f} rows/s; batch from CSV {csv_rate:,.0f} "
+            f"rows/s (ratio {csv_rate / in_process:.2f}); from Parquet {parquet_rate:,.0f} rows/s "
+            f"(ratio {parquet_rate / in_process:.2f})"
+        )
+    for name, column in (("CSV", 1), ("Parquet", 2)):
+        ratios = [r[column] / r[0] for r in batch_runs]
+        print(
+            f"batch from {name}: median ratio {median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

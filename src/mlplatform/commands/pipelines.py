@@ -1,0 +1,108 @@
+"""Pipeline subcommands: deliver data, trigger the DAGs, print the champion's lineage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mlplatform.settings import Settings, get_settings
+
+PIPELINE_DAGS = ("etl", "train", "retrain")
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from mlplatform.cli import PlatformError
+    from mlplatform.ingest import deliver
+
+    s = get_settings()
+    try:
+        key, new = deliver(args.source, Path(args.file) if args.file else None, s)
+    except (ValueError, FileNotFoundError) as err:
+        raise PlatformError(str(err)) from err
+    where = f"s3://{s.DATA_REPO_BUCKET_NAME}/{key}"
+    print(f"delivered {where}" if new else f"{where} already holds these bytes: nothing to do")
+    if new:
+        print("next: trigger the `etl` DAG (`mlplatform trigger etl`, or in the Airflow UI)")
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from mlplatform.ingest import withdraw
+
+    keys = withdraw(args.source)
+    print("\n".join(f"removed {k}" for k in keys) or f"nothing delivered for {args.source}")
+    return 0
+
+
+def trigger(
+    dag_id: str, settings: Settings, n_trials: int | None = None, timeout: float = 1800
+) -> str:
+    """Trigger a DAG over Airflow's REST API as the UI does; wait; fail with the failed tasks."""
+    from mlplatform.airflow_client import AirflowClient
+    from mlplatform.cli import PlatformError
+
+    client = AirflowClient(settings)
+    conf = {"n_trials": n_trials} if n_trials is not None else {}
+    run_id = client.trigger(dag_id, conf)
+    print(f"{dag_id}: triggered run {run_id}, waiting...", flush=True)
+    state = client.wait(dag_id, run_id, timeout=timeout)
+    tasks = client.task_states(dag_id, run_id)
+    print(f"{dag_id}: {state} ({', '.join(f'{t}={s}' for t, s in tasks.items())})")
+    if state != "success":
+        raise PlatformError(f"{dag_id} run {run_id} {state}: see its task logs in the Airflow UI")
+    return run_id
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    trigger(args.dag, get_settings(), args.n_trials)
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from mlplatform.cli import PlatformError
+    from mlplatform.lineage import format_lineage, lineage
+
+    try:
+        info = lineage(args.alias)
+    except LookupError as err:
+        raise PlatformError(str(err)) from err
+    print(json.dumps(info, indent=2, default=str) if args.json else format_lineage(info))
+    return 0
+
+
+def demo_step(settings: Settings) -> None:
+    """Seed, ETL, training over the REST API; then the champion and where to look."""
+    from mlplatform.ingest import seed_landing
+    from mlplatform.lineage import format_lineage, lineage
+
+    seed_landing(settings)
+    trigger("etl", settings)
+    trigger("train", settings)
+    print(format_lineage(lineage(settings=settings)))
+    print(
+        f"\nMLflow experiment: {settings.mlflow_tracking_uri}   Airflow DAGs: {settings.airflow_url}/dags"
+    )
+
+
+def register(subparsers: Any) -> None:
+    from mlplatform.dataset import SPEC
+
+    p = subparsers.add_parser("deliver", help="drop a hospital's file into the landing zone")
+    p.add_argument("source", help=f"source name: {', '.join(SPEC.deliveries)}, or any with --file")
+    p.add_argument("--file", help="deliver this file instead of the known source's UCI file")
+    p.set_defaults(func=cmd_deliver)
+    p = subparsers.add_parser("withdraw", help="remove a source's files from the landing zone")
+    p.add_argument("source")
+    p.set_defaults(func=cmd_withdraw)
+    p = subparsers.add_parser(
+        "trigger", help="trigger a pipeline DAG over Airflow's REST API and wait"
+    )
+    p.add_argument("dag", choices=PIPELINE_DAGS)
+    p.add_argument("--n-trials", type=int, help="Optuna trials (train, retrain)")
+    p.set_defaults(func=cmd_trigger)
+    p = subparsers.add_parser("lineage", help="print where the champion comes from")
+    p.add_argument("--alias", default="champion", help="registry alias (default: champion)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_lineage)

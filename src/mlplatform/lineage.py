@@ -1,0 +1,68 @@
+"""Where a registered model comes from: `mlplatform lineage` prints it.
+
+Model version -> training run (params, metrics, git commit) -> dataset version ->
+the deliveries in the landing zone it was built from (with their digests).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlplatform.registry import CHAMPION
+from mlplatform.settings import Settings, get_settings
+
+
+def lineage(alias: str = CHAMPION, settings: Settings | None = None) -> dict[str, Any]:
+    from mlplatform.etl import read_version
+    from mlplatform.registry import configure, get_alias
+
+    s = settings or get_settings()
+    mv = get_alias(alias, s)
+    if mv is None:
+        raise LookupError(f"no model has the alias {alias!r} yet: run the training DAG first")
+    client = configure(s)
+    tags = dict(mv.tags)
+    run = client.get_run(tags["training_run_id"])
+    dataset = read_version(tags["dataset_version"], s)
+    aliases = list(client.get_registered_model(s.REGISTERED_MODEL_NAME).aliases.items())
+    return {
+        "model": s.REGISTERED_MODEL_NAME,
+        "version": str(mv.version),
+        "aliases": sorted(a for a, v in aliases if str(v) == str(mv.version)),
+        "created": mv.creation_timestamp,
+        "trained_by": tags.get("trained_by"),
+        "model_family": tags.get("model_family"),
+        "params": json.loads(tags.get("params", "{}")),
+        "metrics": {k: float(v) for k, v in tags.items() if k.startswith("test_")},
+        "git_commit": tags.get("git_commit"),
+        "run_id": run.info.run_id,
+        "run_url": f"{s.mlflow_tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+        "dataset_version": dataset["dataset_version"],
+        "dataset_created_at": dataset["created_at"],
+        "dataset_counts": dataset["counts"],
+        "deliveries": dataset["deliveries"],
+        "splits": {k: f"s3://{dataset['bucket']}/{v}" for k, v in dataset["keys"].items()},
+    }
+
+
+def format_lineage(info: dict[str, Any]) -> str:
+    lines = [
+        f"model        {info['model']} version {info['version']} "
+        f"(aliases: {', '.join(info['aliases']) or '-'}; by {info['trained_by']})",
+        f"family       {info['model_family']}",
+        f"params       {json.dumps(info['params'], sort_keys=True)}",
+        "metrics      " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(info["metrics"].items())),
+        f"git commit   {info['git_commit']}",
+        f"mlflow run   {info['run_url']}",
+        f"dataset      {info['dataset_version']} (created {info['dataset_created_at']}; "
+        f"{info['dataset_counts']['rows_train']} train / {info['dataset_counts']['rows_test']} test rows, "
+        f"{info['dataset_counts']['rows_quarantined']} quarantined)",
+    ]
+    for d in info["deliveries"]:
+        lines.append(
+            f"  delivery   {d['source']:12s} {d['rows']:4d} rows  md5 {d['md5']}  s3://.../{d['key']}"
+        )
+    for name, uri in info["splits"].items():
+        lines.append(f"  {name:10s} {uri}")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The web page: a form for the 13 features (built from SPEC), the result and the model info.
+
+Plain HTML and a few lines of JavaScript calling the same /predict and /model the
+API users call, so the page can never disagree with the API.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from html import escape
+
+from mlplatform.heart_disease import CategoricalFeature, NumericFeature
+from mlplatform.serving.schemas import FEATURE_SPECS, FEATURES, describe, example_patient
+
+
+def _input(feature: NumericFeature | CategoricalFeature, value: float | int) -> str:
+    name = feature.name
+    hint = escape(describe(feature))
+    label = f'<label for="{name}"><b>{name}</b> <small>{hint}</small></label>'
+    if isinstance(feature, CategoricalFeature):
+        options = ['<option value="">unknown</option>'] + [
+            f'<option value="{code}"{" selected" if code == value else ""}>{code}: {escape(text)}</option>'
+            for code, text in feature.codes.items()
+        ]
+        return f'{label}<select id="{name}" name="{name}">{"".join(options)}</select>'
+    step = "1" if feature.integer else "any"
+    return (
+        f'{label}<input id="{name}" name="{name}" type="number" step="{step}" '
+        f'min="{feature.minimum:g}" max="{feature.maximum:g}" value="{value}" '
+        f'placeholder="empty = unknown">'
+    )
+
+
+_SCRIPT = """
+const form = document.getElementById('patient');
+const out = document.getElementById('result');
+const headers = () => {
+  const h = {'Content-Type': 'application/json'};
+  const key = document.getElementById('api_key').value;
+  if (key) h['X-API-Key'] = key;
+  return h;
+};
+async function showModel() {
+  const r = await fetch('model');
+  const box = document.getElementById('model');
+  box.textContent = r.ok ? JSON.stringify(await r.json(), null, 2) : (await r.json()).detail;
+}
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const body = {};
+  for (const el of form.querySelectorAll('input[type=number], select')) {
+    body[el.name] = el.value === '' ? null : Number(el.value);
+  }
+  out.className = '';
+  out.textContent = 'predicting...';
+  const r = await fetch('predict', {method: 'POST', headers: headers(), body: JSON.stringify(body)});
+  const data = await r.json();
+  if (r.ok) {
+    out.className = 'ok';
+    out.innerHTML = `Prediction: <b id="label">${data.label_name}</b> (label ${data.label})<br>` +
+      `Probability of disease: <b id="probability">${data.probability.toFixed(3)}</b><br>` +
+      `Model: ${data.model_name} version <b id="version">${data.model_version}</b>`;
+  } else {
+    out.className = 'error';
+    const detail = Array.isArray(data.detail)
+      ? data.detail.map(e => `${e.loc.slice(1).join('.')}: ${e.msg}`).join('\\n') : data.detail;
+    out.textContent = `Error ${r.status}: ${detail}`;
+  }
+  showModel();
+});
+showModel();
+"""
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+form{display:grid;grid-template-columns:1fr 14rem;gap:.4rem 1rem;align-items:center}
+small{color:#555}#result{margin:1rem 0;padding:.8rem;white-space:pre-wrap}
+.ok{background:#e8f6e8}.error{background:#fbe9e9}pre{background:#f4f4f4;padding:.8rem}
+"""
+
+
+@lru_cache
+def render_page(auth_enabled: bool) -> str:
+    example = example_patient()
+    fields = "\n".join(_input(FEATURE_SPECS[n], example[n]) for n in FEATURES)
+    key_input = (
+        '<label for="api_key"><b>API key</b> <small>sent as X-API-Key</small></label>'
+        '<input id="api_key" type="password">'
+        if auth_enabled
+        else '<input id="api_key" type="hidden" value="">'
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Heart disease prediction</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
+<body><h1>Heart disease prediction</h1>
+<p>Enter one patient's features; the current champion model answers.
+API docs: <a href="docs">/docs</a>.</p>
+<form id="patient">{fields}
+{key_input}
+<button id="submit" type="submit">Predict</button></form>
+<div id="result" role="status"></div>
+<h2>Model</h2><pre id="model">loading...</pre>
+<script>{_SCRIPT}</script></body></html>"""

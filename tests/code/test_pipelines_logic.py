@@ -1,0 +1,90 @@
+"""Unit tests of the pipelines' pure logic: promotion rule, search space, split, CLI, DAGs."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+
+from mlplatform.dataset import SPEC
+from mlplatform.etl import assign_split, frame_digest
+from mlplatform.retraining import KEEP, PROMOTE, decide
+from mlplatform.training import suggest
+
+
+@pytest.mark.parametrize(
+    ("champion", "challenger", "margin", "expected"),
+    [
+        (0.80, 0.82, 0.01, PROMOTE),
+        (0.80, 0.805, 0.01, KEEP),  # better, but not by the margin
+        (0.80, 0.80, 0.0, KEEP),  # a tie never churns the champion
+        (0.80, 0.70, 0.0, KEEP),
+        (0.80, 0.81, 0.0, PROMOTE),
+    ],
+)
+def test_promotion_needs_an_improvement_of_at_least_the_margin(
+    champion: float, challenger: float, margin: float, expected: str
+) -> None:
+    assert decide(champion, challenger, margin) == expected
+
+
+def test_search_space_covers_the_required_families() -> None:
+    assert {"logistic_regression", "svm", "random_forest", "gradient_boosting"} <= set(
+        SPEC.search_space
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        family, params = suggest(trial)
+        assert set(params) == set(SPEC.search_space[family])
+        seen.add(family)
+        study.tell(trial, 0.0)
+    assert seen == set(SPEC.search_space)
+
+
+def test_split_depends_only_on_row_and_seed() -> None:
+    ids = pd.Series([f"{i:016x}" for i in range(2000)])
+    split = assign_split(ids, 42, 0.2)
+    assert split.tolist() == assign_split(ids[::-1], 42, 0.2)[::-1].tolist()
+    assert split.head(100).tolist() == assign_split(ids.head(100), 42, 0.2).tolist()
+    assert 0.17 < (split == "test").mean() < 0.23
+    assert (assign_split(ids, 7, 0.2) != split).any()
+
+
+def test_frame_digest_ignores_row_order() -> None:
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    assert frame_digest(df) == frame_digest(df.iloc[::-1])
+    assert frame_digest(df) != frame_digest(df.assign(a=[1, 2, 4]))
+
+
+def test_cli_registers_the_pipeline_commands() -> None:
+    from mlplatform.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["deliver", "hungarian"]).source == "hungarian"
+    assert parser.parse_args(["trigger", "train", "--n-trials", "3"]).n_trials == 3
+    assert parser.parse_args(["lineage"]).alias == "champion"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["trigger", "no_such_dag"])
+
+
+def test_unknown_source_is_a_clear_error() -> None:
+    from mlplatform.ingest import seed_file
+
+    with pytest.raises(ValueError, match="unknown source 'mars'"):
+        seed_file("mars")
+
+
+def test_retraining_listens_to_the_asset_the_etl_updates() -> None:
+    from airflow.models.dagbag import DagBag
+
+    from mlplatform.settings import REPO_ROOT
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "airflow" / "dags"))
+    etl, retrain = bag.dags["etl"], bag.dags["retrain"]
+    outlets = {a.uri for t in etl.tasks for a in t.outlets}
+    listened = {a.uri for a in retrain.timetable.asset_condition.objects}
+    assert len(outlets) == 1 and listened == outlets
+    for dag in (etl, bag.dags["train"], retrain):
+        assert all(t.retries >= 1 for t in dag.tasks), dag.dag_id

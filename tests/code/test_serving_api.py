@@ -1,0 +1,162 @@
+"""The service's HTTP behaviour on an in-process app (TestClient), with a model but no registry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from serving_helpers import fitted_pipeline, holder_serving
+from sklearn.linear_model import LogisticRegression
+
+from mlplatform.dataset import SPEC
+from mlplatform.serving.app import create_app
+from mlplatform.serving.model import ModelHolder
+from mlplatform.serving.samples import synthetic_features
+from mlplatform.serving.schemas import FEATURES, example_patient
+from mlplatform.settings import Settings
+
+SETTINGS = Settings(MAX_BATCH_ROWS=50, API_KEY="")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return fitted_pipeline(LogisticRegression(max_iter=500))
+
+
+@pytest.fixture()
+def client(pipeline):
+    return TestClient(create_app(SETTINGS, holder_serving(pipeline, SETTINGS), background=False))
+
+
+def test_predict_answers_like_the_pipeline_with_the_model_version(client, pipeline):
+    rows = synthetic_features(20, seed=5)
+    for _, row in rows.iterrows():
+        body = {k: (int(v) if float(v).is_integer() else float(v)) for k, v in row.items()}
+        resp = client.post("/predict", json=body)
+        assert resp.status_code == 200, resp.text
+        got = resp.json()
+        frame = pd.DataFrame([row])
+        assert got["label"] == int(pipeline.predict(frame)[0])
+        assert got["probability"] == pytest.approx(pipeline.predict_proba(frame)[0, 1], abs=1e-5)
+        assert got["model_version"] == "7"
+
+
+def test_null_means_unknown_and_is_imputed(client):
+    resp = client.post("/predict", json={**example_patient(), "ca": None, "thal": None})
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"age": 500}, "age"),
+        ({"age": "63"}, "age"),
+        ({"age": 63.5}, "age"),
+        ({"cp": 9}, "cp"),
+        ({"chol": "high"}, "chol"),
+        ({"unexpected": 1}, "unexpected"),
+    ],
+)
+def test_bad_values_are_422_naming_the_field(client, change, field):
+    resp = client.post("/predict", json={**example_patient(), **change})
+    assert resp.status_code == 422
+    assert [e["loc"][-1] for e in resp.json()["detail"]] == [field]
+
+
+def test_missing_field_nan_inf_and_invalid_json_are_422(client):
+    missing = {k: v for k, v in example_patient().items() if k != "thal"}
+    assert client.post("/predict", json=missing).status_code == 422
+    for bad in ("NaN", "Infinity", "-Infinity", "1e999"):
+        body = json.dumps(example_patient()).replace('"oldpeak": 2.5', f'"oldpeak": {bad}')
+        assert bad in body
+        resp = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        assert resp.status_code == 422, (bad, resp.text)
+    resp = client.post(
+        "/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422
+
+
+def test_batch_names_row_and_field_and_refuses_oversize(client):
+    rows = [example_patient() for _ in range(3)]
+    rows[2] = {**rows[2], "thalach": 10}
+    resp = client.post("/predict/batch", json={"rows": rows})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "rows", 2, "thalach"]
+    ok = client.post("/predict/batch", json={"rows": rows[:2]})
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+    over = client.post("/predict/batch", json={"rows": [example_patient()] * 51})
+    assert over.status_code == 422
+    assert "50" in over.json()["detail"][0]["msg"]
+
+
+def test_no_champion_is_503_with_guidance_and_never_a_fallback():
+    client = TestClient(create_app(SETTINGS, ModelHolder(SETTINGS), background=False))
+    assert client.get("/health").status_code == 200
+    for resp in (client.post("/predict", json=example_patient()), client.get("/ready")):
+        assert resp.status_code == 503
+        assert "train" in resp.text and "champion" in resp.text
+
+
+def test_degraded_readiness_keeps_serving(client):
+    client.app.state.holder.registry_error = "ConnectionError: registry down"
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert "registry down" in ready.json()["registry"]
+    assert client.post("/predict", json=example_patient()).status_code == 200
+    client.app.state.holder.registry_error = None
+    assert client.get("/ready").json()["status"] == "ready"
+
+
+def test_api_key_is_required_when_configured(pipeline):
+    s = Settings(API_KEY="s3cret")
+    client = TestClient(create_app(s, holder_serving(pipeline, s), background=False))
+    assert client.post("/predict", json=example_patient()).status_code == 401
+    bad = client.post("/predict", json=example_patient(), headers={"X-API-Key": "nope"})
+    assert bad.status_code == 401
+    good = client.post("/predict", json=example_patient(), headers={"X-API-Key": "s3cret"})
+    assert good.status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_metrics_report_requests_predictions_and_model_version(client):
+    client.post("/predict", json=example_patient())
+    client.post("/predict", json={**example_patient(), "age": 1})
+    text = client.get("/metrics").text
+    assert 'http_requests_total{handler="/predict",method="POST",status="200"} 1.0' in text
+    assert 'http_requests_total{handler="/predict",method="POST",status="422"} 1.0' in text
+    assert 'http_request_duration_seconds_bucket{handler="/predict"' in text
+    assert "predictions_total{label=" in text
+    assert (
+        'model_version_info{backend="onnx",name="heart_disease_classifier",version="7"} 1.0' in text
+    )
+
+
+def test_model_info_and_page(client):
+    info = client.get("/model").json()
+    assert (
+        info["version"] == "7"
+        and info["backend"] == "onnx"
+        and "parity passed" in info["backend_reason"]
+    )
+    page = client.get("/").text
+    for feature in SPEC.numeric:
+        assert f'id="{feature.name}"' in page and f'max="{feature.maximum:g}"' in page
+    for feature in SPEC.categorical:
+        assert all(f'<option value="{code}"' in page for code in feature.codes)
+    assert len(FEATURES) == 13
+
+
+def test_openapi_documents_ranges_codes_and_example(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Patient"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == set(FEATURES)
+    assert schema["examples"] == [example_patient()]
+    age = next(s for s in schema["properties"]["age"]["anyOf"] if s["type"] != "null")
+    assert (age["minimum"], age["maximum"]) == (18, 100)
+    cp = next(s for s in schema["properties"]["cp"]["anyOf"] if s["type"] != "null")
+    assert cp["enum"] == [1, 2, 3, 4]
+    assert np.isfinite(list(example_patient().values())).all()

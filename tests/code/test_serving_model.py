@@ -1,0 +1,116 @@
+"""ONNX fast path with verified parity and fallback; schema/batch validation agree; batch chunks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from serving_helpers import fitted_pipeline
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from mlplatform.batch import BatchModel, score_chunk
+from mlplatform.serving.model import (
+    OnnxPredictor,
+    SklearnPredictor,
+    choose_predictor,
+    convert_to_onnx,
+)
+from mlplatform.serving.samples import synthetic_features
+from mlplatform.serving.schemas import FEATURE_SPECS, FEATURES, Patient, invalid_reasons
+
+ROWS = synthetic_features(300, seed=11, missing_rate=0.05)
+
+
+@pytest.mark.parametrize(
+    "classifier",
+    [LogisticRegression(max_iter=500), RandomForestClassifier(n_estimators=30, random_state=0)],
+)
+def test_onnx_is_chosen_only_with_label_parity(classifier):
+    pipeline = fitted_pipeline(classifier)
+    predictor, reason = choose_predictor(pipeline, rows=ROWS)
+    assert predictor.backend == "onnx", reason
+    labels, proba = predictor.predict(ROWS.to_numpy(np.float64))
+    np.testing.assert_array_equal(labels, pipeline.predict(ROWS))
+    assert np.abs(proba - pipeline.predict_proba(ROWS)[:, 1]).max() < 0.05
+
+
+class UnconvertibleClassifier(LogisticRegression):
+    """skl2onnx has no converter registered for this type."""
+
+
+def test_falls_back_to_sklearn_when_conversion_fails():
+    pipeline = fitted_pipeline(UnconvertibleClassifier(max_iter=500))
+    predictor, reason = choose_predictor(pipeline, rows=ROWS)
+    assert predictor.backend == "sklearn" and "conversion failed" in reason
+    np.testing.assert_array_equal(predictor.predict(ROWS.to_numpy())[0], pipeline.predict(ROWS))
+
+
+def test_falls_back_to_sklearn_when_parity_fails():
+    served = fitted_pipeline(LogisticRegression(max_iter=500), seed=0)
+    other = fitted_pipeline(LogisticRegression(C=1e-4, max_iter=500), seed=3)
+    predictor, reason = choose_predictor(served, onnx_bytes=convert_to_onnx(other), rows=ROWS)
+    assert isinstance(predictor, SklearnPredictor) and "parity failed" in reason
+
+
+def test_onnx_handles_unknown_values_like_the_pipeline():
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
+    onnx = OnnxPredictor(convert_to_onnx(pipeline))
+    all_unknown = np.full((1, len(FEATURES)), np.nan)
+    frame = pd.DataFrame(all_unknown, columns=list(FEATURES))
+    assert onnx.predict(all_unknown)[0][0] == pipeline.predict(frame)[0]
+
+
+def _value(name: str) -> st.SearchStrategy:
+    spec = FEATURE_SPECS[name]
+    if hasattr(spec, "codes"):
+        return st.one_of(st.none(), st.sampled_from(list(spec.codes)), st.integers(-2, 10))
+    if spec.integer:
+        return st.one_of(st.none(), st.integers(int(spec.minimum) - 5, int(spec.maximum) + 5))
+    return st.one_of(
+        st.none(),
+        st.floats(spec.minimum - 10, spec.maximum + 10),
+        st.sampled_from([math.nan, math.inf, -math.inf]),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({name: _value(name) for name in FEATURES}))
+def test_batch_validation_agrees_with_the_api_model(row):
+    try:
+        Patient(**row)
+        api_valid = True
+    except ValidationError:
+        api_valid = False
+    frame = pd.DataFrame([{k: (np.nan if v is None else v) for k, v in row.items()}])
+    # NaN in a file means unknown (like null in the API); the API refuses a NaN number.
+    api_like = {k: v for k, v in row.items()}
+    nan_given = any(isinstance(v, float) and math.isnan(v) for v in api_like.values())
+    batch_valid = invalid_reasons(frame).iloc[0] == ""
+    if nan_given:
+        assert not api_valid
+    else:
+        assert api_valid == batch_valid, invalid_reasons(frame).iloc[0]
+
+
+def test_score_chunk_scores_good_rows_and_reports_bad_ones():
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
+    model = BatchModel("m", "3", SklearnPredictor(pipeline))
+    chunk = synthetic_features(10, seed=2).astype(object)
+    chunk.loc[3, "age"] = "abc"
+    chunk.loc[7, "thal"] = 5
+    predictions, rejected = score_chunk(chunk, 100, model, pd.Timestamp.now(tz="UTC"))
+    assert list(rejected["row_id"]) == ["103", "107"]
+    assert "age: not a number" in rejected["reason"].iloc[0]
+    assert "thal: not one of" in rejected["reason"].iloc[1]
+    assert len(predictions) == 8 and set(predictions["model_version"]) == {"3"}
+    good = chunk.drop(index=[3, 7]).astype(float)
+    np.testing.assert_array_equal(predictions["label"], pipeline.predict(good))
+    assert list(predictions.columns) == [
+        "row_id", "label", "label_name", "probability", "model_version", "scored_at",
+    ]  # fmt: skip

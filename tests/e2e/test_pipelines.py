@@ -1,0 +1,274 @@
+"""The data and training pipelines on the real stack, DAGs triggered over Airflow's REST API
+as a user does from the UI: seed -> ETL -> training -> champion; a new delivery -> ETL ->
+retraining by itself (Asset) -> decision; a bad delivery changes nothing; the notebook runs.
+
+The tests run in file order and build on each other (one stack per session)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+
+from mlplatform import registry
+from mlplatform.airflow_client import AirflowClient
+from mlplatform.etl import read_manifest, read_version
+from mlplatform.ingest import deliver, deliveries, withdraw
+from mlplatform.lake import read_parquet
+from mlplatform.settings import REPO_ROOT, Settings
+
+E2E_TRIALS = 3  # keeps the e2e wall time small; the DAG param overrides N_TRIALS
+NOTEBOOK = REPO_ROOT / "notebook_example" / "heart_disease_eda_and_search.ipynb"
+
+
+def run_dag(
+    stack: Settings, dag_id: str, conf: dict[str, Any] | None = None
+) -> tuple[str, dict[str, str]]:
+    client = AirflowClient(stack)
+    run_id, state = client.trigger_and_wait(dag_id, conf, timeout=600)
+    tasks = client.task_states(dag_id, run_id)
+    assert state in ("success", "failed"), state
+    return state, tasks
+
+
+def task_log(stack: Settings, dag_id: str, run_id: str, task_id: str) -> str:
+    body = AirflowClient(stack).request(
+        "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1"
+    )
+    return "\n".join(
+        str(e.get("event", "")) + str(e.get("error_detail", "")) for e in body["content"]
+    )
+
+
+def mlflow_runs(stack: Settings, filter_string: str) -> list[Any]:
+    registry.configure(stack)
+    experiment = mlflow.get_experiment_by_name(stack.MLFLOW_EXPERIMENT_NAME)
+    assert experiment is not None
+    return list(
+        mlflow.search_runs(
+            [experiment.experiment_id], filter_string=filter_string, output_format="list"
+        )
+    )
+
+
+def wait_for_idle(client: AirflowClient, dag_id: str, timeout: float = 600) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = client.runs(dag_id)
+        if all(r["state"] in ("success", "failed") for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(2)
+
+
+def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> None:
+    assert any(d.source == "cleveland" for d in deliveries(stack)), (
+        "the landing zone was not seeded"
+    )
+    champion_before = registry.get_champion(stack)
+
+    started = time.monotonic()
+    state, tasks = run_dag(stack, "etl")
+    etl_seconds = time.monotonic() - started
+    assert state == "success", tasks
+    manifest = read_manifest(stack)
+    assert manifest is not None
+    version = manifest["dataset_version"]
+    etl_run = mlflow_runs(
+        stack, f"tags.dataset_version = '{version}' and tags.`mlplatform.kind` = 'etl'"
+    )
+    assert len(etl_run) == 1
+    logged = {d.dataset.name: d.dataset for d in etl_run[0].inputs.dataset_inputs}
+    train_input = logged[f"uci_heart_disease-{version}-train"]
+    assert train_input.source and "splits/" in train_input.source and train_input.digest
+    assert etl_run[0].data.metrics["rows_clean"] == manifest["counts"]["rows_clean"]
+    assert "missing_ca" in etl_run[0].data.metrics
+
+    started = time.monotonic()
+    state, tasks = run_dag(stack, "train", {"n_trials": E2E_TRIALS})
+    train_seconds = time.monotonic() - started
+    assert state == "success", tasks
+    print(
+        f"\nwall time: etl {etl_seconds:.0f} s, training with {E2E_TRIALS} trials {train_seconds:.0f} s"
+    )
+
+    parent = mlflow_runs(
+        stack, f"tags.dataset_version = '{version}' and tags.`mlplatform.kind` = 'training'"
+    )
+    assert len(parent) >= 1
+    run = parent[0]
+    trials = mlflow_runs(stack, f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(trials) == E2E_TRIALS
+    assert {"test_f1", "test_roc_auc"} <= set(run.data.metrics)
+    artifacts = {a.path for a in registry.configure(stack).list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {
+        f"plots/{n}.png" for n in ("roc_curve", "confusion_matrix", "feature_importance")
+    }
+
+    champion = registry.get_champion(stack)
+    assert champion is not None
+    if champion_before is None:  # the first model becomes the champion
+        assert champion.tags["training_run_id"] == run.info.run_id
+        assert champion.tags["dataset_version"] == version
+        assert float(champion.tags["test_f1"]) == pytest.approx(
+            run.data.metrics["test_f1"], abs=1e-4
+        )
+        assert champion.tags["git_commit"]
+        model = registry.load_pipeline(registry.model_uri(settings=stack))
+        from mlplatform.etl import load_current_split
+
+        test = load_current_split("test", stack)
+        assert model.predict_proba(test.drop(columns="target"))[:, 1].shape == (len(test),)
+    else:
+        assert champion.version == champion_before.version
+
+
+def test_new_delivery_retrains_by_itself_and_the_champion_follows_the_decision(
+    stack: Settings,
+) -> None:
+    client = AirflowClient(stack)
+    client.wait_for_dag("retrain")
+    seen = {r["dag_run_id"] for r in wait_for_idle(client, "retrain")}
+    old_champion = registry.get_champion(stack)
+    assert old_champion is not None
+
+    _, new = deliver("hungarian", settings=stack)
+    assert new, "hungarian was already delivered: run the e2e tests on a fresh stack"
+    state, tasks = run_dag(stack, "etl")
+    assert state == "success" and tasks["mark_dataset_updated"] == "success", tasks
+    manifest = read_manifest(stack)
+    assert manifest is not None and {d["source"] for d in manifest["deliveries"]} == {
+        "cleveland",
+        "hungarian",
+    }
+    version = manifest["dataset_version"]
+    quarantine = read_parquet(stack.DATA_REPO_BUCKET_NAME, manifest["keys"]["quarantine"])
+    assert (
+        len(quarantine) == manifest["counts"]["rows_quarantined"]
+        and quarantine["reason"].notna().all()
+    )
+
+    deadline = time.monotonic() + 600
+    while not (new_runs := [r for r in client.runs("retrain") if r["dag_run_id"] not in seen]):
+        assert time.monotonic() < deadline, "the dataset Asset did not start the retraining DAG"
+        time.sleep(2)
+    assert new_runs[0]["run_type"] == "asset_triggered"
+    assert client.wait("retrain", new_runs[0]["dag_run_id"], timeout=600) == "success"
+
+    decided = mlflow_runs(
+        stack, f"tags.dataset_version = '{version}' and tags.`mlplatform.kind` = 'retraining'"
+    )
+    assert len(decided) == 1
+    run = decided[0]
+    decision = run.data.tags["decision"]
+    metrics = run.data.metrics
+    assert {"champion_test_f1", "challenger_test_f1"} <= set(metrics)
+    challenger = registry.get_alias(registry.CHALLENGER, stack)
+    assert challenger is not None and challenger.tags["training_run_id"] == run.info.run_id
+    champion = registry.get_champion(stack)
+    assert champion is not None
+    improvement = metrics["challenger_test_f1"] - metrics["champion_test_f1"]
+    if decision == "promote":
+        assert improvement >= stack.PROMOTION_MARGIN
+        assert champion.version == challenger.version
+        previous = registry.get_alias(registry.PREVIOUS_CHAMPION, stack)
+        assert previous is not None and previous.version == old_champion.version
+    else:
+        assert decision == "keep"
+        assert not (improvement > 0 and improvement >= stack.PROMOTION_MARGIN)
+        assert champion.version == old_champion.version
+
+
+def test_bad_delivery_fails_loudly_and_changes_nothing(stack: Settings, tmp_path: Path) -> None:
+    manifest_before = read_manifest(stack)
+    champion_before = registry.get_champion(stack)
+    bad = tmp_path / "processed.bad.data"
+    bad.write_text("63,1,1,145,233,1,2,150,0,2.3,3,0,6\n" * 5)  # 13 columns
+    deliver("bad_hospital", bad, stack)
+    try:
+        client = AirflowClient(stack)
+        run_id, state = client.trigger_and_wait("etl", timeout=600)
+        tasks = client.task_states("etl", run_id)
+        assert state == "failed" and tasks["validate"] == "failed", tasks
+        assert "build_version" not in tasks or tasks["build_version"] != "success"
+        assert "has 13 columns per row, expected 14" in task_log(stack, "etl", run_id, "validate")
+        assert read_manifest(stack) == manifest_before
+        champion = registry.get_champion(stack)
+        assert champion is not None and champion_before is not None
+        assert champion.version == champion_before.version
+    finally:
+        withdraw("bad_hospital", stack)
+    # With the bad file withdrawn, a re-run is a no-op: same version, no Asset event.
+    state, tasks = run_dag(stack, "etl")
+    assert state == "success" and tasks["mark_dataset_updated"] == "skipped", tasks
+    assert manifest_before is not None
+    manifest = read_manifest(stack)
+    assert (
+        manifest is not None and manifest["dataset_version"] == manifest_before["dataset_version"]
+    )
+    assert read_version(manifest["dataset_version"], stack)["counts"] == manifest_before["counts"]
+
+
+def test_a_failing_refit_leaves_the_registry_unchanged(stack: Settings) -> None:
+    from mlplatform.training import refit
+
+    client = registry.configure(stack)
+    versions = lambda: (  # noqa: E731
+        {
+            mv.version
+            for mv in client.search_model_versions(f"name = '{stack.REGISTERED_MODEL_NAME}'")
+        },
+        client.get_registered_model(stack.REGISTERED_MODEL_NAME).aliases,
+    )
+    before = versions()
+    manifest = read_manifest(stack)
+    assert manifest is not None
+    with mlflow.start_run(run_name="e2e failing refit") as parent:
+        pass
+    broken = {  # a configuration sklearn refuses, found only when fitting
+        "run_id": parent.info.run_id,
+        "dataset_version": manifest["dataset_version"],
+        "family": "svm",
+        "params": {"C": -1.0, "gamma": 0.1},
+    }
+    with pytest.raises(ValueError, match="C"):
+        refit(broken, stack)
+    assert versions() == before
+
+
+def test_lineage_command_prints_the_champions_origin(
+    stack: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlplatform.cli import main
+
+    assert main(["lineage"]) == 0
+    out = capsys.readouterr().out
+    champion = registry.get_champion(stack)
+    assert champion is not None
+    assert f"version {champion.version}" in out
+    assert champion.tags["dataset_version"] in out and champion.tags["git_commit"] in out
+
+
+def test_notebook_executes(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    monkeypatch.setenv("NOTEBOOK_N_TRIALS", "2")  # the kernel inherits the environment
+    monkeypatch.setenv("NOTEBOOK_CV_FOLDS", "3")
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
+    assert not errors

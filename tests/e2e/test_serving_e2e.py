@@ -1,0 +1,216 @@
+"""The prediction service on the real stack: champion pickup, hot swap under load, batch DAG,
+fuzzing over the OpenAPI spec, a real browser, and degraded readiness while MLflow is down."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from mlplatform import registry
+from mlplatform.serving.samples import register_synthetic_model, synthetic_features
+from mlplatform.serving.schemas import example_patient
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+def wait_for_version(url: str, version: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{url}/model", timeout=5)
+            if resp.status_code == 200 and resp.json()["version"] == version:
+                return dict(resp.json())
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the service did not load version {version} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def versions(stack):
+    """Two registered versions (A = champion at start, B = the next champion); the former
+    champion is restored afterwards."""
+    before = registry.get_champion(stack)
+    a = register_synthetic_model(LogisticRegression(max_iter=500), stack, seed=0)
+    b = register_synthetic_model(
+        RandomForestClassifier(n_estimators=40, max_depth=4, random_state=0),
+        stack,
+        seed=1,
+        promote=False,
+    )
+    yield a, b
+    if before is not None:
+        registry.promote(before.version, stack)
+
+
+def rows_as_json(frame) -> list[dict[str, Any]]:
+    return [
+        {
+            k: (None if np.isnan(v) else int(v) if float(v).is_integer() else float(v))
+            for k, v in r.items()
+        }
+        for r in frame.to_dict("records")
+    ]
+
+
+def test_predict_answers_with_the_champion_version_and_its_predictions(stack, versions):
+    a, _ = versions
+    registry.promote(a.version, stack)
+    info = wait_for_version(stack.fastapi_url, str(a.version))
+    pipeline = registry.load_pipeline(f"models:/{stack.REGISTERED_MODEL_NAME}/{a.version}")
+    frame = synthetic_features(50, seed=21, missing_rate=0.03)
+    resp = httpx.post(f"{stack.fastapi_url}/predict/batch", json={"rows": rows_as_json(frame)})
+    assert resp.status_code == 200, resp.text
+    got = resp.json()["predictions"]
+    assert {p["model_version"] for p in got} == {str(a.version)}
+    np.testing.assert_array_equal([p["label"] for p in got], pipeline.predict(frame))
+    one = httpx.post(f"{stack.fastapi_url}/predict", json=example_patient()).json()
+    assert one["model_version"] == str(a.version) and info["backend"] == "onnx"
+
+
+def test_hot_swap_under_load_has_zero_failures_within_the_poll_interval(stack, versions):
+    a, b = versions
+    registry.promote(a.version, stack)
+    wait_for_version(stack.fastapi_url, str(a.version))
+    stop = threading.Event()
+    seen: list[tuple[float, int, str]] = []
+
+    def load() -> None:
+        with httpx.Client(base_url=stack.fastapi_url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    resp = client.post("/predict", json=example_patient())
+                    version = (
+                        resp.json().get("model_version", "") if resp.status_code == 200 else ""
+                    )
+                    seen.append((time.monotonic(), resp.status_code, version))
+                except httpx.HTTPError as err:
+                    seen.append((time.monotonic(), 0, repr(err)))
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(2)
+    promoted_at = time.monotonic()
+    registry.promote(b.version, stack)
+    info = wait_for_version(stack.fastapi_url, str(b.version))
+    time.sleep(2)
+    stop.set()
+    for w in workers:
+        w.join()
+    failures = [s for s in seen if s[1] != 200]
+    assert not failures, failures[:5]
+    first_b = min(t for t, _, v in seen if v == str(b.version))
+    switch = first_b - promoted_at
+    # The watcher notices within one poll, then loads the new version off the request path.
+    assert switch <= stack.MODEL_POLL_SECONDS + info["load_seconds"] + 1.0, (switch, info)
+    assert {v for _, _, v in seen} == {str(a.version), str(b.version)}
+    assert len(seen) > 100
+
+
+def test_batch_dag_matches_in_process_predictions_row_for_row(stack, versions):
+    from mlplatform.airflow_client import AirflowClient
+    from mlplatform.batch import drop_file, output_prefix, read_output
+
+    champion = registry.get_champion(stack)
+    pipeline = registry.load_pipeline(f"models:/{stack.REGISTERED_MODEL_NAME}/{champion.version}")
+    frame = synthetic_features(500, seed=33, missing_rate=0.02).astype(object)
+    frame.loc[[10, 400], "cp"] = 7
+    key = drop_file(frame, f"e2e-{uuid.uuid4().hex[:8]}.csv", stack)
+    run_id, state = AirflowClient(stack).trigger_and_wait("batch_predict", timeout=600)
+    assert state == "success", run_id
+    out = read_output(output_prefix(key), stack)
+    rejected = read_output(output_prefix(key), stack, kind="rejected")
+    good = frame.drop(index=[10, 400]).astype(float)
+    assert list(rejected["row_id"]) == ["10", "400"]
+    np.testing.assert_array_equal(out["row_id"], good.index.astype(str))
+    np.testing.assert_array_equal(out["label"], pipeline.predict(good))
+    np.testing.assert_allclose(out["probability"], pipeline.predict_proba(good)[:, 1], rtol=1e-9)
+    assert set(out["model_version"]) == {str(champion.version)}
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_fuzzing_the_openapi_spec_never_gives_a_5xx(stack, versions, mode):
+    """Valid and schema-violating requests to every operation: never a 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.generation import GenerationMode
+
+    registry.promote(versions[0].version, stack)
+    wait_for_version(stack.fastapi_url, str(versions[0].version))
+    schema = schemathesis.openapi.from_url(f"{stack.fastapi_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"POST /predict", "POST /predict/batch"}
+    if mode == "negative":  # operations without inputs have no invalid request to make
+        operations = [op for op in operations if op.method.upper() == "POST"]
+    for operation in operations:
+
+        @settings(
+            max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
+        def check(case: Any) -> None:
+            case.call_and_validate(checks=[not_a_server_error])
+
+        check()
+
+
+def test_web_page_predicts_in_a_real_browser(stack, versions):
+    from playwright.sync_api import sync_playwright
+
+    champion = registry.get_champion(stack)
+    wait_for_version(stack.fastapi_url, str(champion.version))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{stack.fastapi_url}/")
+            page.wait_for_selector("#model:has-text('version')")
+            page.fill("#age", "71")
+            page.select_option("#cp", "4")
+            page.click("#submit")
+            page.wait_for_selector("#version")
+            assert page.inner_text("#version") == str(champion.version)
+            assert page.inner_text("#label") in ("disease", "no disease")
+            # Out of range: the form's own hints (min/max from SPEC) stop it before any request.
+            page.fill("#age", "250")
+            page.click("#submit")
+            assert page.eval_on_selector("#age", "e => e.validity.rangeOverflow")
+            assert page.inner_text("#version") == str(champion.version)
+        finally:
+            browser.close()
+
+
+def test_registry_down_keeps_serving_reports_degraded_and_recovers(stack, versions):
+    from mlplatform.localstack import LocalStack
+
+    supervisor = LocalStack(stack).rpc()
+    supervisor.stopProcess("mlflow")
+    try:
+        deadline = time.monotonic() + stack.MODEL_POLL_SECONDS * 4 + 30
+        while (ready := httpx.get(f"{stack.fastapi_url}/ready", timeout=5).json())[
+            "status"
+        ] != "degraded":
+            assert time.monotonic() < deadline, ready
+            time.sleep(1)
+        assert "registry" in ready
+        assert httpx.post(f"{stack.fastapi_url}/predict", json=example_patient()).status_code == 200
+    finally:
+        supervisor.startProcess("mlflow")
+    deadline = time.monotonic() + 180
+    while httpx.get(f"{stack.fastapi_url}/ready", timeout=5).json()["status"] != "ready":
+        assert time.monotonic() < deadline, "the service did not recover after MLflow came back"
+        time.sleep(2)
