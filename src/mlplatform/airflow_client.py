@@ -83,6 +83,17 @@ class AirflowClient:
         body = self.request("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})
         return list(body["dag_runs"])
 
+    def wait_for_new_run(
+        self, dag_id: str, seen: set[str], timeout: float = 600, poll: float = 2
+    ) -> dict[str, Any]:
+        """The first run of `dag_id` not in `seen`, e.g. one an Asset update started."""
+        deadline = time.monotonic() + timeout
+        while not (new := [r for r in self.runs(dag_id) if r["dag_run_id"] not in seen]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no new run of {dag_id} started within {timeout:.0f} s")
+            time.sleep(poll)
+        return new[-1]
+
     def trigger_and_wait(
         self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 600
     ) -> tuple[str, str]:

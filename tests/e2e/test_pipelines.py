@@ -125,6 +125,34 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
         assert champion.version == champion_before.version
 
 
+def test_the_service_serves_the_trained_champion(stack: Settings) -> None:
+    """The glue of the loop: the champion the training DAG promoted answers /predict."""
+    import httpx
+    from payloads import rows_as_json
+
+    from mlplatform.commands.serving import wait_for_version
+    from mlplatform.etl import load_current_split
+    from mlplatform.serving.schemas import example_patient
+
+    champion = registry.get_champion(stack)
+    assert champion is not None and champion.tags.get("trained_by")
+    info = wait_for_version(stack, champion.version)
+    assert info["dataset_version"] == champion.tags["dataset_version"]
+    answer = httpx.post(f"{stack.fastapi_url}/predict", json=example_patient(), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == str(champion.version)
+
+    test_rows = load_current_split("test", stack).head(20)
+    features = test_rows.drop(columns=["target"])
+    batch = httpx.post(
+        f"{stack.fastapi_url}/predict/batch", json={"rows": rows_as_json(features)}, timeout=30
+    )
+    assert batch.status_code == 200, batch.text
+    served = [p["label"] for p in batch.json()["predictions"]]
+    pipeline = registry.load_pipeline(registry.model_uri(settings=stack))
+    assert served == pipeline.predict(features).tolist()
+
+
 def test_new_delivery_retrains_by_itself_and_the_champion_follows_the_decision(
     stack: Settings,
 ) -> None:
@@ -150,12 +178,9 @@ def test_new_delivery_retrains_by_itself_and_the_champion_follows_the_decision(
         and quarantine["reason"].notna().all()
     )
 
-    deadline = time.monotonic() + 600
-    while not (new_runs := [r for r in client.runs("retrain") if r["dag_run_id"] not in seen]):
-        assert time.monotonic() < deadline, "the dataset Asset did not start the retraining DAG"
-        time.sleep(2)
-    assert new_runs[0]["run_type"] == "asset_triggered"
-    assert client.wait("retrain", new_runs[0]["dag_run_id"], timeout=600) == "success"
+    new_run = client.wait_for_new_run("retrain", seen, timeout=600)
+    assert new_run["run_type"] == "asset_triggered"
+    assert client.wait("retrain", new_run["dag_run_id"], timeout=600) == "success"
 
     decided = mlflow_runs(
         stack, f"tags.dataset_version = '{version}' and tags.`mlplatform.kind` = 'retraining'"

@@ -12,10 +12,12 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
+from payloads import rows_as_json
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from mlplatform import registry
+from mlplatform.commands.serving import wait_for_version
 from mlplatform.serving.samples import register_synthetic_model, synthetic_features
 from mlplatform.serving.schemas import example_patient
 
@@ -24,19 +26,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-def wait_for_version(url: str, version: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            resp = httpx.get(f"{url}/model", timeout=5)
-            if resp.status_code == 200 and resp.json()["version"] == version:
-                return dict(resp.json())
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the service did not load version {version} within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +45,10 @@ def versions(stack):
         registry.promote(before.version, stack)
 
 
-def rows_as_json(frame) -> list[dict[str, Any]]:
-    return [
-        {
-            k: (None if np.isnan(v) else int(v) if float(v).is_integer() else float(v))
-            for k, v in r.items()
-        }
-        for r in frame.to_dict("records")
-    ]
-
-
 def test_predict_answers_with_the_champion_version_and_its_predictions(stack, versions):
     a, _ = versions
     registry.promote(a.version, stack)
-    info = wait_for_version(stack.fastapi_url, str(a.version))
+    info = wait_for_version(stack, str(a.version))
     pipeline = registry.load_pipeline(f"models:/{stack.REGISTERED_MODEL_NAME}/{a.version}")
     frame = synthetic_features(50, seed=21, missing_rate=0.03)
     resp = httpx.post(f"{stack.fastapi_url}/predict/batch", json={"rows": rows_as_json(frame)})
@@ -84,7 +63,7 @@ def test_predict_answers_with_the_champion_version_and_its_predictions(stack, ve
 def test_hot_swap_under_load_has_zero_failures_within_the_poll_interval(stack, versions):
     a, b = versions
     registry.promote(a.version, stack)
-    wait_for_version(stack.fastapi_url, str(a.version))
+    wait_for_version(stack, str(a.version))
     stop = threading.Event()
     seen: list[tuple[float, int, str]] = []
 
@@ -106,7 +85,7 @@ def test_hot_swap_under_load_has_zero_failures_within_the_poll_interval(stack, v
     time.sleep(2)
     promoted_at = time.monotonic()
     registry.promote(b.version, stack)
-    info = wait_for_version(stack.fastapi_url, str(b.version))
+    info = wait_for_version(stack, str(b.version))
     time.sleep(2)
     stop.set()
     for w in workers:
@@ -150,7 +129,7 @@ def test_fuzzing_the_openapi_spec_never_gives_a_5xx(stack, versions, mode):
     from schemathesis.generation import GenerationMode
 
     registry.promote(versions[0].version, stack)
-    wait_for_version(stack.fastapi_url, str(versions[0].version))
+    wait_for_version(stack, str(versions[0].version))
     schema = schemathesis.openapi.from_url(f"{stack.fastapi_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"POST /predict", "POST /predict/batch"}
@@ -172,7 +151,7 @@ def test_web_page_predicts_in_a_real_browser(stack, versions):
     from playwright.sync_api import sync_playwright
 
     champion = registry.get_champion(stack)
-    wait_for_version(stack.fastapi_url, str(champion.version))
+    wait_for_version(stack, str(champion.version))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

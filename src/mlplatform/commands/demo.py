@@ -15,6 +15,7 @@ DEMO_STEPS: list[str] = [
     "mlplatform.commands.demo:smoke_step",
     # Before serving: it needs the champion this step trains.
     "mlplatform.commands.pipelines:demo_step",
+    "mlplatform.commands.pipelines:retrain_demo_step",
     "mlplatform.commands.serving:serving_step",
 ]
 

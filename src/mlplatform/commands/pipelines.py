@@ -86,6 +86,43 @@ def demo_step(settings: Settings) -> None:
     )
 
 
+def retrain_demo_step(settings: Settings) -> None:
+    """A new hospital's file arrives: ETL, then retraining starts by itself (Asset)."""
+    from mlplatform import registry
+    from mlplatform.airflow_client import AirflowClient
+    from mlplatform.dataset import SPEC
+    from mlplatform.ingest import deliver, deliveries
+    from mlplatform.lineage import format_lineage, lineage
+
+    delivered = {d.source for d in deliveries(settings)}
+    pending = [source for source in SPEC.deliveries if source not in delivered]
+    client = AirflowClient(settings)
+    client.wait_for_dag("retrain")
+    seen = {r["dag_run_id"] for r in client.runs("retrain")}
+    if pending:
+        deliver(pending[0], settings=settings)
+        print(f"delivered {pending[0]} into the landing zone; running the ETL")
+        trigger("etl", settings)
+        run = client.wait_for_new_run("retrain", seen, timeout=600)
+        print(f"retrain: started by the dataset Asset ({run['run_type']}), run {run['dag_run_id']}")
+        state = client.wait("retrain", run["dag_run_id"], timeout=1800)
+        if state != "success":
+            raise RuntimeError(f"retrain ended {state}: see its task logs in the Airflow UI")
+    else:
+        print("every hospital's file is delivered already: retraining on demand")
+        trigger("retrain", settings)
+    challenger = registry.get_alias(registry.CHALLENGER, settings)
+    if challenger is not None:
+        run = registry.configure(settings).get_run(challenger.tags["training_run_id"])
+        scores = run.data.metrics
+        print(
+            f"on the same test split: champion F1 {scores['champion_test_f1']:.3f}, "
+            f"challenger (version {challenger.version}) F1 {scores['challenger_test_f1']:.3f}, "
+            f"margin {settings.PROMOTION_MARGIN} -> decision: {challenger.tags.get('decision')}"
+        )
+    print(format_lineage(lineage(settings=settings)))
+
+
 def register(subparsers: Any) -> None:
     from mlplatform.dataset import SPEC
 

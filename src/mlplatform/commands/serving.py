@@ -31,6 +31,24 @@ def wait_ready(settings: Settings, timeout: float = 120) -> dict[str, Any]:
     raise PlatformError(str(body.get("detail", body)))
 
 
+def wait_for_version(settings: Settings, version: str, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the service serves model `version`; its watcher polls the registry."""
+    import httpx
+
+    from mlplatform.cli import PlatformError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(f"{settings.fastapi_url}/model", timeout=5)
+            if resp.status_code == 200 and resp.json()["version"] == str(version):
+                return dict(resp.json())
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise PlatformError(f"the service did not load model version {version} within {timeout:.0f} s")
+
+
 def predict_example(settings: Settings) -> dict[str, Any]:
     import httpx
 
@@ -71,9 +89,13 @@ def drop_batch(settings: Settings, rows: int, bad_rows: int, path: Path | None =
 
 def serving_step(settings: Settings) -> None:
     """`make demo`: one prediction from the running service, one batch run, the page URL."""
+    from mlplatform import registry
     from mlplatform.airflow_client import AirflowClient
     from mlplatform.batch import read_output
 
+    champion = registry.get_champion(settings)
+    if champion is not None:  # the service picks up a new champion within its poll interval
+        wait_for_version(settings, champion.version)
     predict_example(settings)
     key = drop_batch(settings, rows=200, bad_rows=2)
     print(f"dropped s3://{settings.DATA_REPO_BUCKET_NAME}/{key}; running the batch_predict DAG")
