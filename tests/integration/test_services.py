@@ -112,6 +112,11 @@ def test_mlflow_logs_registers_and_serves_the_champion(stack: Settings) -> None:
 
     from mlplatform.features import build_pipeline
 
+    # A model name of its own: the platform's registered model stays free for the pipelines.
+    stack = stack.model_copy(
+        update={"REGISTERED_MODEL_NAME": f"integration-{uuid.uuid4().hex[:8]}"}
+    )
+
     X = _synthetic_features(60)
     y = (X["age"] > X["age"].median()).astype(int)
     pipeline = build_pipeline(LogisticRegression()).fit(X, y)
