@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from mlplatform.serving.background import Periodic
 from mlplatform.serving.schemas import FEATURES
 from mlplatform.settings import Settings
 
@@ -269,8 +269,9 @@ class ModelHolder:
         self.registry_error: str | None = None
         self.last_poll: datetime | None = None
         self.on_swap = on_swap
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watcher = Periodic(
+            "model-watcher", self.poll_once, lambda: self.settings.MODEL_POLL_SECONDS, True
+        )
 
     def swap(self, model: LoadedModel) -> None:
         self.current = model  # one reference assignment: atomic for readers
@@ -299,16 +300,8 @@ class ModelHolder:
         log.info("serving %s version %s (%s)", model.name, model.version, model.backend)
         return True
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll_once()
-            self._stop.wait(self.settings.MODEL_POLL_SECONDS)
-
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
-        self._thread.start()
+        self._watcher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+        self._watcher.stop()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import layout
+from mlplatform.serving.background import Periodic
 from mlplatform.serving.schemas import FEATURES
 from mlplatform.settings import Settings
 
@@ -47,8 +48,9 @@ class PredictionLog:
         self.settings = settings
         self._buffer: deque[tuple[Any, ...]] = deque(maxlen=MAX_BUFFERED)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = Periodic(
+            "prediction-log", self.flush, lambda: self.settings.PREDICTION_LOG_FLUSH_SECONDS, False
+        )
         self.dropped = 0
         self.written = 0
         self.error: str | None = None
@@ -102,16 +104,9 @@ class PredictionLog:
         self.written += len(records)
         return len(records)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.PREDICTION_LOG_FLUSH_SECONDS):
-            self.flush()
-
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
+        self._flusher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
+        self._flusher.stop()
         self.flush()
