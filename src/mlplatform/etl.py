@@ -329,11 +329,3 @@ def log_to_mlflow(metadata: dict[str, Any], settings: Settings | None = None) ->
             mlflow.log_metric(f"positive_rate_{name}", float(df[SPEC.target].mean()))
         mlflow.log_dict(metadata, "dataset.json")
         return str(run.info.run_id)
-
-
-def run_etl(settings: Settings | None = None) -> dict[str, Any]:
-    """The whole ETL in one call (the CLI and the notebook use it; the DAG runs the steps)."""
-    s = settings or get_settings()
-    metadata = write_version(build(extract(s), s.RANDOM_SEED, s.TEST_FRACTION), s)
-    changed = publish(metadata, s)
-    return {**metadata, "changed": changed, "mlflow_run_id": log_to_mlflow(metadata, s)}

@@ -41,10 +41,6 @@ ONNX_ARTIFACT_DIR = "onnx"
 ONNX_TAG = "onnx_parity"
 
 
-class NoChampionError(LookupError):
-    """The registry has no champion yet."""
-
-
 class Predictor(Protocol):
     backend: str
 
@@ -239,15 +235,6 @@ def load_version(settings: Settings, version: Any) -> LoadedModel:
         backend_reason=reason,
         load_seconds=time.perf_counter() - started,
     )
-
-
-def load_champion(settings: Settings) -> LoadedModel:
-    from mlplatform import registry
-
-    version = registry.get_champion(settings)
-    if version is None:
-        raise NoChampionError(settings.REGISTERED_MODEL_NAME)
-    return load_version(settings, version)
 
 
 def configure_mlflow_client_env() -> None:
