@@ -11,9 +11,14 @@ from typing import Any
 
 import httpx
 
+from mlplatform.cli import PlatformError
 from mlplatform.settings import Settings, get_settings
 
 FINISHED = {"success", "failed"}
+
+
+class DagRunFailed(PlatformError):
+    """A DAG run that ended other than in success."""
 
 
 class AirflowClient:
@@ -93,6 +98,23 @@ class AirflowClient:
                 raise TimeoutError(f"no new run of {dag_id} started within {timeout:.0f} s")
             time.sleep(poll)
         return new[-1]
+
+    def follow(self, dag_id: str, run_id: str, timeout: float = 1800) -> str:
+        """Wait for a run and print its task states, as a user watching the UI would."""
+        state = self.wait(dag_id, run_id, timeout=timeout)
+        tasks = self.task_states(dag_id, run_id)
+        print(f"{dag_id}: {state} ({', '.join(f'{t}={s}' for t, s in tasks.items())})")
+        if state != "success":
+            raise DagRunFailed(
+                f"{dag_id} run {run_id} {state}: see its task logs in the Airflow UI {self.base}"
+            )
+        return run_id
+
+    def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 1800) -> str:
+        """Trigger, then follow: the run id, or DagRunFailed."""
+        run_id = self.trigger(dag_id, conf)
+        print(f"{dag_id}: triggered run {run_id}, waiting...", flush=True)
+        return self.follow(dag_id, run_id, timeout)
 
     def trigger_and_wait(
         self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 600

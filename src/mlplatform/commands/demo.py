@@ -23,8 +23,7 @@ DEMO_STEPS: list[str] = [
 def smoke_step(settings: Any) -> None:
     from mlplatform.airflow_client import AirflowClient
 
-    run_id, state = AirflowClient(settings).trigger_and_wait("platform_smoke", timeout=300)
-    print(f"platform_smoke run {run_id}: {state}")
+    AirflowClient(settings).run("platform_smoke", timeout=300)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

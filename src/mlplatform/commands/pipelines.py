@@ -39,20 +39,11 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 def trigger(
     dag_id: str, settings: Settings, n_trials: int | None = None, timeout: float = 1800
 ) -> str:
-    """Trigger a DAG over Airflow's REST API as the UI does; wait; fail with the failed tasks."""
+    """Trigger a pipeline DAG over Airflow's REST API as the UI does, and follow it."""
     from mlplatform.airflow_client import AirflowClient
-    from mlplatform.cli import PlatformError
 
-    client = AirflowClient(settings)
     conf = {"n_trials": n_trials} if n_trials is not None else {}
-    run_id = client.trigger(dag_id, conf)
-    print(f"{dag_id}: triggered run {run_id}, waiting...", flush=True)
-    state = client.wait(dag_id, run_id, timeout=timeout)
-    tasks = client.task_states(dag_id, run_id)
-    print(f"{dag_id}: {state} ({', '.join(f'{t}={s}' for t, s in tasks.items())})")
-    if state != "success":
-        raise PlatformError(f"{dag_id} run {run_id} {state}: see its task logs in the Airflow UI")
-    return run_id
+    return AirflowClient(settings).run(dag_id, conf, timeout)
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
@@ -105,9 +96,7 @@ def retrain_demo_step(settings: Settings) -> None:
         trigger("etl", settings)
         run = client.wait_for_new_run("retrain", seen, timeout=600)
         print(f"retrain: started by the dataset Asset ({run['run_type']}), run {run['dag_run_id']}")
-        state = client.wait("retrain", run["dag_run_id"], timeout=1800)
-        if state != "success":
-            raise RuntimeError(f"retrain ended {state}: see its task logs in the Airflow UI")
+        client.follow("retrain", run["dag_run_id"])
     else:
         print("every hospital's file is delivered already: retraining on demand")
         trigger("retrain", settings)

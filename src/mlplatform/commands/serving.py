@@ -99,13 +99,7 @@ def serving_step(settings: Settings) -> None:
     predict_example(settings)
     key = drop_batch(settings, rows=200, bad_rows=2)
     print(f"dropped s3://{settings.DATA_REPO_BUCKET_NAME}/{key}; running the batch_predict DAG")
-    client = AirflowClient(settings)
-    run_id, state = client.trigger_and_wait("batch_predict", timeout=600)
-    print(f"batch_predict run {run_id}: {state}")
-    if state != "success":
-        raise RuntimeError(
-            f"batch_predict ended {state}: see the Airflow UI {settings.airflow_url}"
-        )
+    AirflowClient(settings).run("batch_predict", timeout=600)
     from mlplatform.batch import output_prefix
 
     out = read_output(output_prefix(key), settings)
