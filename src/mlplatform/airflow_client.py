@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from mlplatform.cli import PlatformError
+from mlplatform.errors import PlatformError
 from mlplatform.settings import Settings, get_settings
 
 FINISHED = {"success", "failed"}

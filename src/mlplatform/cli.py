@@ -12,16 +12,14 @@ import sys
 
 from pydantic import ValidationError
 
+from mlplatform.errors import PlatformError
+
 COMMAND_MODULES = [
     "mlplatform.commands.core",
     "mlplatform.commands.demo",
     "mlplatform.commands.pipelines",
     "mlplatform.commands.serving",
 ]
-
-
-class PlatformError(RuntimeError):
-    """An error the user can fix; printed as one line, without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

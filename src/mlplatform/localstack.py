@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from mlplatform.cli import PlatformError
+from mlplatform.errors import PlatformError
 from mlplatform.settings import REPO_ROOT, Settings
 
 # Set in every process the stack starts, so `down` can find orphans by it.

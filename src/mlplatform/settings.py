@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlplatform.errors import ConfigurationError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Dev defaults of every secret. `.env` ships these values; production refuses them.
@@ -23,10 +25,6 @@ DEV_SECRETS: dict[str, str] = {
     "AIRFLOW_JWT_SECRET": "dev-jwt-secret-change-me-in-production",
     "AIRFLOW_FERNET_KEY": "hU6z1WnKy8VXiCzkb6ZOpJrgzzLAbS0bMGvRQzCA3X4=",
 }
-
-
-class ConfigurationError(ValueError):
-    """Settings that must not be used as they are."""
 
 
 class Settings(BaseSettings):

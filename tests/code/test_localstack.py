@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.cli import PlatformError
+from mlplatform.errors import PlatformError
 from mlplatform.localstack import (
     LocalStack,
     check_prerequisites,

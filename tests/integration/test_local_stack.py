@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.cli import PlatformError
+from mlplatform.errors import PlatformError
 from mlplatform.localstack import LocalStack, check_prerequisites, stack_processes
 from mlplatform.settings import Settings
 

@@ -27,8 +27,8 @@ def smoke_step(settings: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mlplatform.cli import PlatformError
     from mlplatform.commands.core import print_urls
+    from mlplatform.errors import PlatformError
     from mlplatform.localstack import LocalStack, run_hooks
 
     settings = get_settings()

@@ -13,7 +13,7 @@ PIPELINE_DAGS = ("etl", "train", "retrain")
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from mlplatform.cli import PlatformError
+    from mlplatform.errors import PlatformError
     from mlplatform.ingest import deliver
 
     s = get_settings()
@@ -52,7 +52,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from mlplatform.cli import PlatformError
+    from mlplatform.errors import PlatformError
     from mlplatform.lineage import format_lineage, lineage
 
     try:

@@ -15,7 +15,7 @@ def wait_ready(settings: Settings, timeout: float = 120) -> dict[str, Any]:
     """Wait until the service has a model loaded; explain what is missing if it never does."""
     import httpx
 
-    from mlplatform.cli import PlatformError
+    from mlplatform.errors import PlatformError
 
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
@@ -35,7 +35,7 @@ def wait_for_version(settings: Settings, version: str, timeout: float = 120) -> 
     """Wait until the service serves model `version`; its watcher polls the registry."""
     import httpx
 
-    from mlplatform.cli import PlatformError
+    from mlplatform.errors import PlatformError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
