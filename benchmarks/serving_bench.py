@@ -36,10 +36,14 @@ from typing import Any
 import httpx
 
 from mlplatform import registry
+from mlplatform.inference.contract import FEATURES
 from mlplatform.localstack import export_env
-from mlplatform.serving.samples import synthetic_features
-from mlplatform.serving.schemas import FEATURES, example_patient
+from mlplatform.serving.schemas import example_patient
 from mlplatform.settings import get_settings
+from mlplatform.synthetic import synthetic_features
+
+# The synthetic model helper is shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SINGLE_ROW_CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, BATCH_CONCURRENCY = 100, 8
@@ -147,34 +151,39 @@ def batch_logic_vs_in_process(
     A small file goes through first, so imports and connection set-up are not timed. The
     benchmark's files are deleted afterwards.
     """
-    from mlplatform import layout
-    from mlplatform.batch import drop_file, load_champion_model, output_prefix, score_file
-    from mlplatform.lake import list_keys, s3_client, write_parquet_atomic
+    from mlplatform.batch import score_file
+    from mlplatform.inference.loading import load_champion
+    from mlplatform.lake import Lake
+    from mlplatform.store import BATCH_DONE, BATCH_INCOMING, BATCH_OUTPUT, DataStore
 
-    model = load_champion_model(settings)
-    pipeline = model.predictor.pipeline
+    store = DataStore(Lake(settings))
+    model = load_champion(settings, fast=False)
+    pipeline = model.predictor.pipeline  # type: ignore[attr-defined]
     frame = synthetic_features(rows, seed=5, missing_rate=0.02)
     tag = f"bench-{uuid.uuid4().hex[:8]}"
-    score_file(drop_file(frame.head(2_000), f"{tag}-warmup.csv", settings), model, settings)
+    chunk = settings.BATCH_CHUNK_ROWS
+
+    def drop(name: str, data: Any) -> str:
+        return store.drop_batch_file(name, data.to_csv(index=False).encode())
+
+    score_file(drop(f"{tag}-warmup.csv", frame.head(2_000)), model, store, chunk)
     results = []
     for i in range(rounds):
         start = time.perf_counter()
         pipeline.predict_proba(frame)
         pipeline.predict(frame)
         in_process = rows / (time.perf_counter() - start)
-        key = drop_file(frame, f"{tag}-{i}.csv", settings)
+        key = drop(f"{tag}-{i}.csv", frame)
         start = time.perf_counter()
-        score_file(key, model, settings)
+        score_file(key, model, store, chunk)
         csv_rate = rows / (time.perf_counter() - start)
-        key = f"{layout.BATCH_INCOMING}{tag}-{i}.parquet"
-        write_parquet_atomic(frame, settings.DATA_REPO_BUCKET_NAME, key)
+        key = store.lake.write_parquet(f"{BATCH_INCOMING}{tag}-{i}.parquet", frame)
         start = time.perf_counter()
-        score_file(key, model, settings)
+        score_file(key, model, store, chunk)
         results.append((in_process, csv_rate, rows / (time.perf_counter() - start)))
-    client, bucket = s3_client(settings), settings.DATA_REPO_BUCKET_NAME
-    for prefix in (output_prefix(f"{layout.BATCH_INCOMING}{tag}"), f"{layout.BATCH_DONE}{tag}"):
-        for key in list(list_keys(bucket, prefix.rstrip("/"), client)):
-            client.delete_object(Bucket=bucket, Key=key)
+    for prefix in (f"{BATCH_OUTPUT}{tag}", f"{BATCH_DONE}{tag}"):
+        for key in list(store.lake.list(prefix)):
+            store.lake.delete(key)
     return results
 
 
@@ -203,14 +212,13 @@ def main() -> int:
     champion = registry.get_champion(s)
     if champion is None and args.register_synthetic:
         from sklearn.linear_model import LogisticRegression
-
-        from mlplatform.serving.samples import register_synthetic_model
+        from synthetic_model import register_synthetic_model
 
         champion = register_synthetic_model(LogisticRegression(max_iter=500), s)
     if champion is None:
         print("no champion: run the `train` DAG (or pass --register-synthetic)", file=sys.stderr)
         return 1
-    uri = f"models:/{s.REGISTERED_MODEL_NAME}/{champion.version}"
+    uri = registry.model_uri(s.REGISTERED_MODEL_NAME, version=champion.version)
     print(
         f"model {uri}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; "
         f"{args.rounds} rounds of {args.seconds} s per configuration and server"
@@ -237,17 +245,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         venv_bin = Path(sys.executable).parent
+        # The baseline is MLflow's own server, which can only load the model by unpickling it.
+        mlflow_env = {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
         stack.enter_context(
             server(
                 [str(venv_bin / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
                  "-w", "1", "-h", "127.0.0.1", "-p", str(mlflow_port)],
-                env, f"http://127.0.0.1:{mlflow_port}/ping", tmp / "mlflow-serve.log",
+                mlflow_env, f"http://127.0.0.1:{mlflow_port}/ping", tmp / "mlflow-serve.log",
             )
         )  # fmt: skip
         # The flags of fastapi/entrypoint.sh (uvicorn picks uvloop and httptools when present).
         stack.enter_context(
             server(
-                [str(venv_bin / "uvicorn"), "mlplatform.serving.app:app", "--workers", "1",
+                [str(venv_bin / "uvicorn"), "--factory", "mlplatform.serving.app:app_factory",
+                 "--workers", "1",
                  "--host", "127.0.0.1", "--port", str(service_port), "--no-access-log"],
                 {**env, "FASTAPI_PORT": str(service_port)},
                 f"http://127.0.0.1:{service_port}/ready", tmp / "service.log",

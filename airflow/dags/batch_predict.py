@@ -3,7 +3,7 @@
 
 Scores every CSV or Parquet file under `batch/incoming/` in the data bucket with
 the registry's current `champion`, one mapped task per file. Predictions go to
-`batch/output/<file>/part-*.parquet` (row id, label, probability, model version,
+`batch/output/<file>/<run>/part-*.parquet` (row id, label, probability, model version,
 scored-at), rows that fail validation to `rejected-*.parquet` with the reason, and
 the input moves to `batch/done/`. Re-running never duplicates output.
 Drop a file with `mlplatform batch-drop` or upload one in the S3 console.
@@ -11,33 +11,34 @@ Drop a file with `mlplatform batch-drop` or upload one in the S3 console.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import dag, task
+from common import dag_args
 
 
-@dag(
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["serving", "batch"],
-    doc_md=__doc__,
-)
+@dag(schedule=None, **dag_args(__doc__, "serving", "batch", retry_delay=20, timeout_minutes=60))
 def batch_predict():
     @task
     def pending_files() -> list[str]:
-        from mlplatform.batch import pending_files
+        from mlplatform.batch import SUFFIXES
+        from mlplatform.lake import Lake
+        from mlplatform.settings import get_settings
+        from mlplatform.store import DataStore
 
-        return pending_files()
+        return DataStore(Lake(get_settings())).pending_batch_files(SUFFIXES)
 
     @task(max_active_tis_per_dagrun=2)
-    def score_file(key: str) -> dict:
+    def score_file(key: str, run_id: str | None = None) -> dict:
         from dataclasses import asdict
 
-        from mlplatform.batch import load_champion_model, score_file
+        from mlplatform.batch import score_file
+        from mlplatform.inference.loading import load_champion
+        from mlplatform.lake import Lake
+        from mlplatform.settings import get_settings
+        from mlplatform.store import DataStore
 
-        result = score_file(key, load_champion_model())
+        s = get_settings()
+        model = load_champion(s, fast=False)
+        result = score_file(key, model, DataStore(Lake(s)), s.BATCH_CHUNK_ROWS, run_id or "")
         print(
             f"{key}: {result.scored} scored, {result.rejected} rejected -> {result.output_prefix}"
         )

@@ -17,36 +17,39 @@ Skipped while there is no champion yet (run the training DAG first).
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
+from common import DATASET, dag_args
 
-from mlplatform.ingest import DATASET_ASSET_NAME, dataset_asset_uri, pipeline_dag_args
-
-DATASET = Asset(name=DATASET_ASSET_NAME, uri=dataset_asset_uri())
 TRIALS = Param(None, type=["null", "integer"], minimum=0, description="new search trials")
 
 
 @dag(
     dag_id="retrain",
     schedule=[DATASET],
-    **pipeline_dag_args(__doc__, "training", params={"n_trials": TRIALS}),
+    **dag_args(__doc__, "pipelines", "training", timeout_minutes=120, params={"n_trials": TRIALS}),
 )
 def retrain():
     @task
     def challenge(params=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from mlplatform.lake import Lake
         from mlplatform.retraining import SKIPPED, train_challenger
+        from mlplatform.settings import get_settings
+        from mlplatform.store import DataStore
 
-        result = train_challenger(params.get("n_trials"))
-        if result["decision"] == SKIPPED:
-            raise AirflowSkipException(result["reason"])
-        return result
+        s = get_settings()
+        result = train_challenger(params.get("n_trials"), DataStore(Lake(s)), s)
+        if result.decision == SKIPPED:
+            raise AirflowSkipException(result.reason)
+        return result.to_dict()
 
     @task
     def apply_decision(result: dict) -> dict:
-        from mlplatform.retraining import apply_decision
+        from mlplatform.retraining import Challenge, apply_decision
+        from mlplatform.settings import get_settings
 
-        return apply_decision(result)
+        return apply_decision(Challenge.from_dict(result), get_settings()).to_dict()
 
     apply_decision(challenge())
 

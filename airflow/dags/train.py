@@ -19,8 +19,7 @@ A failing task leaves the registry and the champion as they were.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-
-from mlplatform.ingest import pipeline_dag_args
+from common import dag_args
 
 TRIALS = Param(None, type=["null", "integer"], minimum=1, description="Optuna trials")
 
@@ -28,26 +27,35 @@ TRIALS = Param(None, type=["null", "integer"], minimum=1, description="Optuna tr
 @dag(
     dag_id="train",
     schedule=None,
-    **pipeline_dag_args(__doc__, "training", params={"n_trials": TRIALS}),
+    **dag_args(__doc__, "pipelines", "training", timeout_minutes=120, params={"n_trials": TRIALS}),
 )
 def train():
     @task
     def search(params=None) -> dict:
+        from mlplatform.lake import Lake
+        from mlplatform.settings import get_settings
+        from mlplatform.store import DataStore
         from mlplatform.training import run_search
 
-        return run_search(params.get("n_trials"))
+        s = get_settings()
+        return run_search(params.get("n_trials"), DataStore(Lake(s)), s).to_dict()
 
     @task
     def refit(search_result: dict) -> dict:
-        from mlplatform.training import refit
+        from mlplatform.lake import Lake
+        from mlplatform.settings import get_settings
+        from mlplatform.store import DataStore
+        from mlplatform.training import SearchResult, refit
 
-        return refit(search_result)
+        s = get_settings()
+        return refit(SearchResult.from_dict(search_result), DataStore(Lake(s)), s).to_dict()
 
     @task
     def register(result: dict) -> dict:
-        from mlplatform.training import register_and_promote_first
+        from mlplatform.settings import get_settings
+        from mlplatform.training import TrainedModel, register_and_promote_first
 
-        return register_and_promote_first(result)
+        return register_and_promote_first(TrainedModel.from_dict(result), get_settings())
 
     register(refit(search()))
 

@@ -1,14 +1,15 @@
 """Batch predictions: score every file under `batch/incoming/` with the champion.
 
 For each input file (CSV or Parquet; optional `row_id` column, else the row's
-0-based position) the job writes, under `batch/output/<file stem>/`:
+0-based position) the job writes, under `batch/output/<file name>/<run>/`:
 `part-NNNNN.parquet` (row_id, label, label_name, probability, model_version,
 scored_at), `rejected-NNNNN.parquet` (row_id, reason and the row's raw values,
 as text) and `_SUCCESS.json` last, then moves the input to `batch/done/`.
 
 Chunks of BATCH_CHUNK_ROWS rows bound memory. Every object is written atomically
-and the output prefix is cleared before scoring, so a re-run after a crash
-rewrites the same keys instead of duplicating rows. Batch uses the registered
+and the run's output prefix is cleared before scoring, so a retry after a crash
+rewrites the same keys instead of duplicating rows; another run of a re-dropped file
+of the same name writes its own prefix. Batch uses the registered
 sklearn pipeline itself (its per-call overhead is amortised over a chunk), so its
 labels are the registered model's exactly.
 """
@@ -31,20 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform import layout
-from mlplatform.serving.schemas import FEATURES, LABEL_NAMES, features_matrix, invalid_reasons
-from mlplatform.settings import Settings, get_settings
+from mlplatform.inference.contract import FEATURES, LABEL_NAMES, features_matrix, invalid_reasons
+from mlplatform.inference.loading import LoadedModel
+from mlplatform.spec import SPEC
+from mlplatform.store import ROW_ID, DataStore, batch_done_key, batch_output_prefix
 
 SUFFIXES = (".csv", ".parquet")
-ROW_ID = "row_id"
 MAX_PENDING_UPLOADS = 2
-
-
-@dataclass(frozen=True)
-class BatchModel:
-    name: str
-    version: str
-    predictor: Any  # serving.model.Predictor
 
 
 @dataclass(frozen=True)
@@ -56,33 +50,6 @@ class FileResult:
     scored: int
     rejected: int
     model_version: str
-
-
-def output_prefix(key: str) -> str:
-    relative = PurePosixPath(key.removeprefix(layout.BATCH_INCOMING))
-    return f"{layout.BATCH_OUTPUT}{relative.with_suffix('')}/"
-
-
-def pending_files(settings: Settings | None = None, client: Any = None) -> list[str]:
-    from mlplatform.lake import list_keys
-
-    s = settings or get_settings()
-    keys = list_keys(s.DATA_REPO_BUCKET_NAME, layout.BATCH_INCOMING, client)
-    return sorted(k for k in keys if k.lower().endswith(SUFFIXES))
-
-
-def load_champion_model(settings: Settings | None = None) -> BatchModel:
-    """The champion's registered sklearn pipeline; fails loudly when there is none."""
-    from mlplatform import registry
-    from mlplatform.serving.app import no_champion_message
-    from mlplatform.serving.model import SklearnPredictor
-
-    s = settings or get_settings()
-    champion = registry.get_champion(s)
-    if champion is None:
-        raise LookupError(no_champion_message(s))
-    pipeline = registry.load_pipeline(f"models:/{s.REGISTERED_MODEL_NAME}/{champion.version}")
-    return BatchModel(s.REGISTERED_MODEL_NAME, str(champion.version), SklearnPredictor(pipeline))
 
 
 def iter_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -122,7 +89,7 @@ def _csv_tables(path: Path, chunk_rows: int) -> Iterator[Any]:
 def _read_csv(path: Path, chunk_rows: int, as_text: bool) -> Iterator[Any]:
     """pyarrow's streaming, multi-threaded CSV reader, regrouped into `chunk_rows` tables.
 
-    Nulls are pyarrow's defaults (the spellings pandas uses) plus the UCI files' "?".
+    Nulls are pyarrow's defaults (the spellings pandas uses) plus the spec's missing marker.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -134,7 +101,7 @@ def _read_csv(path: Path, chunk_rows: int, as_text: bool) -> Iterator[Any]:
     }
     convert = pacsv.ConvertOptions(
         column_types=types,
-        null_values=[*pacsv.ConvertOptions().null_values, "?"],
+        null_values=[*pacsv.ConvertOptions().null_values, SPEC.missing_marker],
         strings_can_be_null=True,
     )
     reader = pacsv.open_csv(path, convert_options=convert)
@@ -167,7 +134,7 @@ def _to_frame(table: Any) -> pd.DataFrame:
 
 
 def score_chunk(
-    chunk: pd.DataFrame, first_row: int, model: BatchModel, scored_at: datetime
+    chunk: pd.DataFrame, first_row: int, model: LoadedModel, scored_at: datetime
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(predictions of the valid rows, rejected rows with their reasons)."""
     chunk = chunk.reset_index(drop=True)
@@ -208,25 +175,14 @@ def _read_ahead(chunks: Iterator[pd.DataFrame], pool: Executor) -> Iterator[pd.D
 
 
 def score_file(
-    key: str, model: BatchModel, settings: Settings | None = None, client: Any = None
+    key: str, model: LoadedModel, store: DataStore, chunk_rows: int, run_id: str = ""
 ) -> FileResult:
-    from mlplatform.lake import (
-        exists,
-        list_keys,
-        move,
-        put_bytes_atomic,
-        s3_client,
-        write_parquet_atomic,
-    )
-
-    s = settings or get_settings()
-    c = client or s3_client(s)
-    bucket = s.DATA_REPO_BUCKET_NAME
-    prefix = output_prefix(key)
-    done_key = layout.BATCH_DONE + key.removeprefix(layout.BATCH_INCOMING)
-    # A crashed earlier run may have left parts: clear them so nothing is counted twice.
-    for stale in list(list_keys(bucket, prefix, c)):
-        c.delete_object(Bucket=bucket, Key=stale)
+    lake = store.lake
+    prefix = batch_output_prefix(key, run_id)
+    done_key = batch_done_key(key)
+    # A crashed earlier try of this run may have left parts: clear them so nothing counts twice.
+    for stale in list(lake.list(prefix)):
+        lake.delete(stale)
     scored_at = datetime.now(UTC)
     rows = scored = rejected = 0
     # The next chunk is read, and finished ones uploaded, on threads while this chunk is
@@ -239,8 +195,8 @@ def score_file(
         ThreadPoolExecutor(1) as uploads,
     ):
         local = Path(tmp) / PurePosixPath(key).name
-        c.download_file(bucket, key, str(local))
-        chunks = _read_ahead(iter_chunks(local, s.BATCH_CHUNK_ROWS), reads)
+        lake.download(key, str(local))
+        chunks = _read_ahead(iter_chunks(local, chunk_rows), reads)
         for i, chunk in enumerate(chunks):
             predictions, bad = score_chunk(chunk, rows, model, scored_at)
             rows += len(chunk)
@@ -249,52 +205,24 @@ def score_file(
             outputs = [(predictions, "part")] + ([(bad, "rejected")] if len(bad) else [])
             for frame, kind in outputs:
                 key_out = f"{prefix}{kind}-{i:05d}.parquet"
-                pending.append(uploads.submit(write_parquet_atomic, frame, bucket, key_out, c))
+                pending.append(uploads.submit(lake.write_parquet, key_out, frame))
             while len(pending) > MAX_PENDING_UPLOADS:
                 pending.popleft().result()
         while pending:
             pending.popleft().result()
     result = FileResult(key, done_key, prefix, rows, scored, rejected, model.version)
     summary = {**asdict(result), "scored_at": scored_at.isoformat()}
-    put_bytes_atomic(
-        bucket, f"{prefix}_SUCCESS.json", json.dumps(summary).encode(), c, "application/json"
-    )
-    if exists(bucket, key, c):
-        move(bucket, key, done_key, c)
+    lake.put_atomic(f"{prefix}_SUCCESS.json", json.dumps(summary).encode(), "application/json")
+    if lake.exists(key):
+        lake.move(key, done_key)
     return result
 
 
-def read_output(prefix: str, settings: Settings | None = None, kind: str = "part") -> pd.DataFrame:
-    """All `part` (or `rejected`) files of one output prefix, in order."""
-    from mlplatform.lake import list_keys, read_parquet, s3_client
-
-    s = settings or get_settings()
-    c = s3_client(s)
-    keys = sorted(
-        k
-        for k in list_keys(s.DATA_REPO_BUCKET_NAME, prefix, c)
-        if PurePosixPath(k).name.startswith(kind)
-    )
-    frames = [read_parquet(s.DATA_REPO_BUCKET_NAME, k, c) for k in keys]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def run(settings: Settings | None = None) -> list[FileResult]:
-    """Score every pending file with the current champion (in-process; the DAG maps per file)."""
-    s = settings or get_settings()
-    keys = pending_files(s)
+def run(store: DataStore, model_loader: Any, chunk_rows: int) -> list[FileResult]:
+    """Score every pending file with the current champion (in-process; the DAG maps per file).
+    `model_loader` is called only when there is a file to score."""
+    keys = store.pending_batch_files(SUFFIXES)
     if not keys:
         return []
-    model = load_champion_model(s)
-    return [score_file(key, model, s) for key in keys]
-
-
-def drop_file(frame: pd.DataFrame, name: str, settings: Settings | None = None) -> str:
-    """Upload a frame as CSV into batch/incoming/ (atomically); returns its key."""
-    from mlplatform.lake import put_bytes_atomic
-
-    s = settings or get_settings()
-    key = f"{layout.BATCH_INCOMING}{name}"
-    return put_bytes_atomic(
-        s.DATA_REPO_BUCKET_NAME, key, frame.to_csv(index=False).encode(), content_type="text/csv"
-    )
+    model = model_loader()
+    return [score_file(key, model, store, chunk_rows) for key in keys]

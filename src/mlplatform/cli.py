@@ -1,32 +1,27 @@
 """`mlplatform` command line: one entry for the Makefile, the entrypoints and users.
 
-Each feature module registers its own subcommands through `register(subparsers)`,
-so this file only lists them.
+Each command module registers its own subcommands through `register(subparsers)`,
+so this file only lists them. Settings are read once per command, in the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from pydantic import ValidationError
 
+from mlplatform.commands import core, demo, pipelines, serving
 from mlplatform.errors import PlatformError
 
-COMMAND_MODULES = [
-    "mlplatform.commands.core",
-    "mlplatform.commands.demo",
-    "mlplatform.commands.pipelines",
-    "mlplatform.commands.serving",
-]
+COMMAND_MODULES = (core, demo, pipelines, serving)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 

@@ -1,6 +1,6 @@
 """The model: one sklearn Pipeline that holds its own preprocessing.
 
-Serving calls `predict` on the raw 13 features, so imputation, scaling and
+Serving calls `predict` on the raw features, so imputation, scaling and
 one-hot encoding are never written again outside this module.
 """
 
@@ -13,10 +13,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlplatform.dataset import SPEC
+from mlplatform.dataset import DatasetSpec
+from mlplatform.spec import SPEC
 
 
-def build_preprocessor() -> ColumnTransformer:
+def build_preprocessor(spec: DatasetSpec = SPEC) -> ColumnTransformer:
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [
@@ -26,12 +27,12 @@ def build_preprocessor() -> ColumnTransformer:
     )
     return ColumnTransformer(
         [
-            ("numeric", numeric, list(SPEC.numeric_names)),
-            ("categorical", categorical, list(SPEC.categorical_names)),
+            ("numeric", numeric, list(spec.numeric_names)),
+            ("categorical", categorical, list(spec.categorical_names)),
         ],
         verbose_feature_names_out=False,
     )
 
 
-def build_pipeline(classifier: Any) -> Pipeline:
-    return Pipeline([("preprocess", build_preprocessor()), ("model", classifier)])
+def build_pipeline(classifier: Any, spec: DatasetSpec = SPEC) -> Pipeline:
+    return Pipeline([("preprocess", build_preprocessor(spec)), ("model", classifier)])

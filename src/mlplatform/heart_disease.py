@@ -1,82 +1,15 @@
-"""Everything specific to the UCI Heart Disease example lives here.
+"""The UCI Heart Disease example, as data: columns, codes, clinical ranges, target rule,
+deliveries (one file per hospital) and the hyperparameter search space.
 
 To adapt the platform to another dataset, write a module like this one and point
-`mlplatform.dataset.SPEC` at it: column names, types, allowed codes, clinical
-ranges, target rule, deliveries and the hyperparameter search space.
+`mlplatform.spec.SPEC` at it.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class NumericFeature:
-    name: str
-    description: str
-    minimum: float
-    maximum: float
-    unit: str = ""
-    integer: bool = False
-
-
-@dataclass(frozen=True)
-class CategoricalFeature:
-    name: str
-    description: str
-    codes: dict[int, str]
-
-
-@dataclass(frozen=True)
-class Param:
-    """One hyperparameter's range: `kind` is "int", "float" or "choice"."""
-
-    kind: str
-    low: float = 0
-    high: float = 0
-    log: bool = False
-    choices: tuple[object, ...] = ()
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    raw_columns: tuple[str, ...]
-    numeric: tuple[NumericFeature, ...]
-    categorical: tuple[CategoricalFeature, ...]
-    raw_target: str
-    target: str
-    positive_label: str
-    negative_label: str
-    missing_marker: str
-    deliveries: dict[str, str] = field(default_factory=dict)
-    initial_delivery: str = ""
-    # Codes some sources use for "not measured" (e.g. cholesterol 0): read as missing.
-    missing_codes: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    # Cleaning rule: a row missing more features than this is dropped; the model imputes the rest.
-    max_missing_features: int = 4
-    # A delivery where more rows than this fraction fail validation is the wrong file: rejected whole.
-    max_invalid_fraction: float = 0.5
-    # Hyperparameter search: the metric optimised (an sklearn scorer), others reported, the space.
-    optimise_metric: str = "f1"
-    report_metrics: tuple[str, ...] = ("f1", "roc_auc", "accuracy", "precision", "recall")
-    search_space: dict[str, dict[str, Param]] = field(default_factory=dict)
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(c for c in self.raw_columns if c != self.raw_target)
-
-    @property
-    def numeric_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.numeric)
-
-    @property
-    def categorical_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.categorical)
-
+from mlplatform.dataset import CategoricalFeature, DatasetSpec, NumericFeature, Param
 
 HEART_DISEASE = DatasetSpec(
     name="uci_heart_disease",
+    display_name="Heart disease",
     raw_columns=(
         "age",
         "sex",

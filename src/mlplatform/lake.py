@@ -1,7 +1,8 @@
-"""S3 data-lake I/O: one client factory, bucket bootstrap, atomic writes, Parquet.
+"""S3 I/O for the data lake: one client factory, bucket bootstrap, atomic writes, Parquet.
 
-Every write goes to a temporary key first and is then published by a server-side
-copy, so a reader never sees half an object under its final name.
+`Lake` binds a client to the data bucket. Every write goes to a temporary key first and is
+then published by a server-side copy, so a reader never sees half an object under its final
+name. Key formats live in `mlplatform.store`, not here.
 """
 
 from __future__ import annotations
@@ -11,101 +12,112 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from mlplatform.settings import Settings, get_settings
+from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TMP_PREFIX = "_tmp/"
+PARQUET = "application/vnd.apache.parquet"
 
 
-def s3_client(settings: Settings | None = None) -> Any:
-    s = settings or get_settings()
+def s3_client(settings: Settings) -> Any:
+    """A client whose every call is bounded in time, so a hung S3 becomes an error."""
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.MINIO_ACCESS_KEY,
-        aws_secret_access_key=s.MINIO_SECRET_ACCESS_KEY,
+        endpoint_url=settings.s3_endpoint_url,
+        aws_access_key_id=settings.MINIO_ACCESS_KEY,
+        aws_secret_access_key=settings.MINIO_SECRET_ACCESS_KEY,
         region_name="us-east-1",
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
-            read_timeout=60,
+            read_timeout=settings.S3_TIMEOUT_SECONDS,
         ),
     )
 
 
-def ensure_buckets(settings: Settings | None = None, client: Any = None) -> list[str]:
+def ensure_buckets(settings: Settings) -> list[str]:
     """Create the platform's buckets if missing. Idempotent; returns the ones created."""
-    s = settings or get_settings()
-    c = client or s3_client(s)
-    existing = {b["Name"] for b in c.list_buckets().get("Buckets", [])}
+    client = s3_client(settings)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     created = []
-    for bucket in (s.DATA_REPO_BUCKET_NAME, s.MLFLOW_BUCKET_NAME):
+    for bucket in (settings.DATA_REPO_BUCKET_NAME, settings.MLFLOW_BUCKET_NAME):
         if bucket not in existing:
-            c.create_bucket(Bucket=bucket)
+            client.create_bucket(Bucket=bucket)
             created.append(bucket)
     return created
 
 
-def exists(bucket: str, key: str, client: Any = None) -> bool:
-    c = client or s3_client()
-    try:
-        c.head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+class Lake:
+    """The data bucket, through one client."""
 
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.bucket = settings.DATA_REPO_BUCKET_NAME
+        self.client = client or s3_client(settings)
 
-def list_keys(bucket: str, prefix: str, client: Any = None) -> Iterator[str]:
-    c = client or s3_client()
-    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
 
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
 
-def get_bytes(bucket: str, key: str, client: Any = None) -> bytes:
-    c = client or s3_client()
-    body: bytes = c.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
+    def list(self, prefix: str) -> Iterator[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"]
 
-def put_bytes_atomic(
-    bucket: str, key: str, data: bytes, client: Any = None, content_type: str = ""
-) -> str:
-    """Write to a temporary key, then publish under `key` by a server-side copy."""
-    c = client or s3_client()
-    tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}/{key}"
-    extra = {"ContentType": content_type} if content_type else {}
-    c.put_object(Bucket=bucket, Key=tmp_key, Body=data, **extra)
-    try:
-        c.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": tmp_key})
-    finally:
-        c.delete_object(Bucket=bucket, Key=tmp_key)
-    return key
+    def get(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
 
+    def put_atomic(self, key: str, data: bytes, content_type: str = "") -> str:
+        """Write to a temporary key, then publish under `key` by a server-side copy."""
+        tmp_key = f"{TMP_PREFIX}{uuid.uuid4().hex}/{key}"
+        extra = {"ContentType": content_type} if content_type else {}
+        self.client.put_object(Bucket=self.bucket, Key=tmp_key, Body=data, **extra)
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": tmp_key}
+            )
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=tmp_key)
+        return key
 
-def move(bucket: str, src_key: str, dst_key: str, client: Any = None) -> None:
-    c = client or s3_client()
-    c.copy_object(Bucket=bucket, Key=dst_key, CopySource={"Bucket": bucket, "Key": src_key})
-    c.delete_object(Bucket=bucket, Key=src_key)
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def move(self, src_key: str, dst_key: str) -> None:
+        self.client.copy_object(
+            Bucket=self.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}
+        )
+        self.delete(src_key)
 
-def write_parquet_atomic(df: pd.DataFrame, bucket: str, key: str, client: Any = None) -> str:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return put_bytes_atomic(bucket, key, buf.getvalue(), client, "application/vnd.apache.parquet")
+    def download(self, key: str, path: str) -> None:
+        self.client.download_file(self.bucket, key, path)
 
+    def write_parquet(self, key: str, df: pd.DataFrame) -> str:
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return self.put_atomic(key, buf.getvalue(), PARQUET)
 
-def read_parquet(bucket: str, key: str, client: Any = None) -> pd.DataFrame:
-    import pandas as pd
+    def read_parquet(self, key: str) -> pd.DataFrame:
+        import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(get_bytes(bucket, key, client)))
+        return pd.read_parquet(io.BytesIO(self.get(key)))

@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlplatform.registry import CHAMPION
-from mlplatform.settings import Settings, get_settings
+from mlplatform.lake import Lake
+from mlplatform.registry import CHAMPION, TRAINING_RUN_TAG, configure, get_alias
+from mlplatform.settings import Settings
+from mlplatform.store import DataStore
 
 
-def lineage(alias: str = CHAMPION, settings: Settings | None = None) -> dict[str, Any]:
-    from mlplatform.etl import read_version
-    from mlplatform.registry import configure, get_alias
-
-    s = settings or get_settings()
+def lineage(settings: Settings, alias: str = CHAMPION) -> dict[str, Any]:
+    s = settings
     mv = get_alias(alias, s)
     if mv is None:
         raise LookupError(f"no model has the alias {alias!r} yet: run the training DAG first")
     client = configure(s)
     tags = dict(mv.tags)
-    run = client.get_run(tags["training_run_id"])
-    dataset = read_version(tags["dataset_version"], s)
+    run = client.get_run(tags[TRAINING_RUN_TAG])
+    dataset = DataStore(Lake(s)).read_version(tags["dataset_version"]).to_dict()
     aliases = list(client.get_registered_model(s.REGISTERED_MODEL_NAME).aliases.items())
     return {
         "model": s.REGISTERED_MODEL_NAME,

@@ -1,24 +1,28 @@
-"""MLflow model registry: log, register, and promote through aliases.
+"""MLflow model registry: model URIs, logging, registration, aliases and safe loading.
 
-`champion` is what serving uses; `challenger` is the retraining candidate. The
-registry is never left without a champion: promotion moves the alias in one call.
+`champion` is what serving uses; `challenger` is the retraining candidate. The registry is
+never left without a champion: promotion moves the alias in one call, after the former
+champion already holds `previous_champion`.
+
+Models are loaded as data, never as code: the platform reads the skops file itself with its
+own trusted-types list, and refuses any other serialization format (pickle runs code).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlplatform.settings import Settings, get_settings
+from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.models.model import ModelInfo
     from sklearn.pipeline import Pipeline
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
+TRAINING_RUN_TAG = "training_run_id"
 # skops refuses to load types it does not know; these are what our pipelines hold.
 SKOPS_TRUSTED_TYPES = [
     "numpy.dtype",
@@ -34,14 +38,24 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-def configure(settings: Settings | None = None) -> Any:
+class UntrustedModelError(RuntimeError):
+    """A model version the platform refuses to load: not skops, or holding untrusted types."""
+
+
+def configure(settings: Settings) -> Any:
     """Point the mlflow client at the tracking server; return an MlflowClient."""
     import mlflow
 
-    s = settings or get_settings()
-    mlflow.set_tracking_uri(s.mlflow_tracking_uri)
-    mlflow.set_registry_uri(s.mlflow_tracking_uri)
-    return mlflow.MlflowClient(s.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return mlflow.MlflowClient(settings.mlflow_tracking_uri)
+
+
+def model_uri(name: str, version: str | int | None = None, alias: str | None = None) -> str:
+    """`models:/NAME/VERSION` or `models:/NAME@ALIAS`: the one place these URIs are spelled."""
+    if (version is None) == (alias is None):
+        raise ValueError("give exactly one of version and alias")
+    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
 def pip_requirements() -> list[str]:
@@ -51,70 +65,114 @@ def pip_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "pandas", "numpy", "skops")]
 
 
-def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame, name: str = "model") -> ModelInfo:
-    """Log a fitted pipeline to the active run, with a signature and an input example."""
+def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame, name: str = "model") -> str:
+    """Log a fitted pipeline (skops) to the active run, with a signature and an input
+    example; returns the logged model's URI."""
     import mlflow
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, pipeline.predict_proba(input_example)[:, 1])
-    return mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         pipeline,
         name=name,
         signature=signature,
         input_example=input_example,
         pip_requirements=pip_requirements(),
+        serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
+    return str(info.model_uri)
 
 
-def register(
-    model_info: ModelInfo, tags: dict[str, Any], settings: Settings | None = None
-) -> ModelVersion:
-    s = settings or get_settings()
-    client = configure(s)
-    import mlflow
-
-    version = mlflow.register_model(model_info.model_uri, s.REGISTERED_MODEL_NAME)
-    for key, value in tags.items():
-        client.set_model_version_tag(s.REGISTERED_MODEL_NAME, version.version, key, str(value))
-    return client.get_model_version(s.REGISTERED_MODEL_NAME, version.version)
+def find_version(settings: Settings, run_id: str) -> ModelVersion | None:
+    """The version registered from training run `run_id`, if any (retries find their own)."""
+    client = configure(settings)
+    name = settings.REGISTERED_MODEL_NAME
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get(TRAINING_RUN_TAG) == run_id:
+            return mv
+    return None
 
 
-def get_alias(alias: str, settings: Settings | None = None) -> ModelVersion | None:
+def register(uri: str, run_id: str, tags: dict[str, Any], settings: Settings) -> ModelVersion:
+    """Register a logged model with all its tags in one call. Idempotent: a retry finds the
+    version its training run registered instead of registering a duplicate."""
     from mlflow.exceptions import MlflowException
 
-    s = settings or get_settings()
+    found = find_version(settings, run_id)
+    if found is not None:
+        return found
+    client = configure(settings)
+    name = settings.REGISTERED_MODEL_NAME
     try:
-        return configure(s).get_model_version_by_alias(s.REGISTERED_MODEL_NAME, alias)
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    all_tags = {**{k: str(v) for k, v in tags.items()}, TRAINING_RUN_TAG: run_id}
+    version = client.create_model_version(name, uri, run_id=run_id, tags=all_tags)
+    return client.get_model_version(name, version.version)
+
+
+def get_alias(alias: str, settings: Settings) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return configure(settings).get_model_version_by_alias(settings.REGISTERED_MODEL_NAME, alias)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
-def get_champion(settings: Settings | None = None) -> ModelVersion | None:
+def get_champion(settings: Settings) -> ModelVersion | None:
     return get_alias(CHAMPION, settings)
 
 
-def promote(version: str, settings: Settings | None = None) -> None:
-    """Make `version` the champion; the former champion keeps the alias `previous_champion`."""
-    s = settings or get_settings()
-    client = configure(s)
-    current = get_champion(s)
-    client.set_registered_model_alias(s.REGISTERED_MODEL_NAME, CHAMPION, str(version))
+def set_alias(alias: str, version: str, settings: Settings) -> None:
+    configure(settings).set_registered_model_alias(
+        settings.REGISTERED_MODEL_NAME, alias, str(version)
+    )
+
+
+def promote(version: str, settings: Settings) -> None:
+    """Make `version` the champion. The former champion gets `previous_champion` FIRST, so a
+    crash between the two calls leaves a consistent registry and a retry completes it."""
+    current = get_champion(settings)
     if current is not None and str(current.version) != str(version):
-        client.set_registered_model_alias(
-            s.REGISTERED_MODEL_NAME, PREVIOUS_CHAMPION, current.version
-        )
-
-
-def model_uri(alias: str = CHAMPION, settings: Settings | None = None) -> str:
-    s = settings or get_settings()
-    return f"models:/{s.REGISTERED_MODEL_NAME}@{alias}"
+        set_alias(PREVIOUS_CHAMPION, str(current.version), settings)
+    set_alias(CHAMPION, str(version), settings)
 
 
 def load_pipeline(uri: str) -> Pipeline:
-    import mlflow
+    """Load a registered sklearn model as data: only the skops format, only trusted types.
 
-    pipeline: Pipeline = mlflow.sklearn.load_model(uri)
+    MLflow's own loader follows the model's MLmodel file (pickle included) and takes the
+    trusted-types list from the model itself; this one decides both here.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    import skops.io
+    import yaml
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+        flavor = (yaml.safe_load((local / "MLmodel").read_text()) or {}).get("flavors", {})
+        sklearn_conf = flavor.get("sklearn") or {}
+        serialization = sklearn_conf.get("serialization_format")
+        if serialization != "skops":
+            raise UntrustedModelError(
+                f"{uri} is stored as {serialization or 'no sklearn flavor'}, not skops: "
+                "the platform loads only skops models (other formats can run code)"
+            )
+        path = local / str(sklearn_conf.get("pickled_model", "model.skops"))
+        try:
+            pipeline: Pipeline = skops.io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+        except UntrustedTypesFoundException as err:
+            raise UntrustedModelError(
+                f"{uri} holds types the platform does not trust: {err}"
+            ) from err
     return pipeline

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,10 @@ DEV_SECRETS: dict[str, str] = {
     "AIRFLOW_JWT_SECRET": "dev-jwt-secret-change-me-in-production",
     "AIRFLOW_FERNET_KEY": "hU6z1WnKy8VXiCzkb6ZOpJrgzzLAbS0bMGvRQzCA3X4=",
 }
+
+
+# Production refuses shorter secrets (the Fernet key and JWT secret are longer anyway).
+MIN_SECRET_LENGTH = 12
 
 
 class Settings(BaseSettings):
@@ -101,15 +106,26 @@ class Settings(BaseSettings):
     PREDICTION_LOG_FLUSH_SECONDS: float = 10.0
     # Rows per chunk when the batch job scores a file: bounds its memory.
     BATCH_CHUNK_ROWS: int = 50_000
+    # A request body over this many bytes gets a 413 before it is read whole or parsed.
+    MAX_BODY_BYTES: int = 1_000_000
+    # Every S3 and MLflow call is bounded, so a hung server becomes an error (and `degraded`).
+    S3_TIMEOUT_SECONDS: float = 20.0
+    MLFLOW_TIMEOUT_SECONDS: float = 10.0
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> Settings:
+    def _refuse_weak_secrets_in_production(self) -> Settings:
         if self.PLATFORM_ENV != "production":
             return self
-        weak = [name for name, dev in DEV_SECRETS.items() if getattr(self, name) == dev]
+        weak = [
+            name
+            for name in (*DEV_SECRETS, "API_KEY")
+            if getattr(self, name) == DEV_SECRETS.get(name)
+            or len(getattr(self, name)) < MIN_SECRET_LENGTH
+        ]
         if weak:
             raise ConfigurationError(
-                "PLATFORM_ENV=production refuses the dev-default value of "
+                "PLATFORM_ENV=production refuses a dev-default, empty or short (under "
+                f"{MIN_SECRET_LENGTH} characters) value of "
                 + ", ".join(weak)
                 + ": set your own values in the environment (see .env)."
             )
@@ -141,10 +157,9 @@ class Settings(BaseSettings):
         return Path(self.AIRFLOW_HOME_OVERRIDE or self.STACK_DIR / "airflow")
 
     def pg_url(self, database: str, driver: str = "psycopg2") -> str:
-        return (
-            f"postgresql+{driver}://{self.PG_USER}:{self.PG_PASSWORD}"
-            f"@{self.PG_HOST}:{self.PG_PORT}/{database}"
-        )
+        # URL-encoded: a password such as `p@ss:w/rd%41#` must survive the URI.
+        user, password = quote(self.PG_USER, safe=""), quote(self.PG_PASSWORD, safe="")
+        return f"postgresql+{driver}://{user}:{password}@{self.PG_HOST}:{self.PG_PORT}/{database}"
 
     @property
     def airflow_db_url(self) -> str:
@@ -169,6 +184,8 @@ class Settings(BaseSettings):
             "MLFLOW_BACKEND_STORE_URI": self.mlflow_db_url,
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{self.MLFLOW_BUCKET_NAME}/",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # Models are loaded as data by mlplatform.registry; MLflow's own loader never unpickles.
+            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.AIRFLOW_DAGS_FOLDER),
             "AIRFLOW__CORE__EXECUTOR": self.AIRFLOW_EXECUTOR,

@@ -1,34 +1,35 @@
 """Hyperparameter search, refit and registration of the model, tracked in MLflow.
 
-An Optuna study (TPE, seeded) picks a model family and its hyperparameters from
-`SPEC.search_space`, scoring each trial by stratified K-fold cross-validation on the
-training split. The metric optimised is `SPEC.optimise_metric` (F1); ROC AUC and the
-others in `SPEC.report_metrics` are reported. Each trial is a nested MLflow run under
-one parent run. The best configuration is refit on the whole training split and
-evaluated once on the test split. The model is one sklearn Pipeline
-(mlplatform.features) with all preprocessing inside.
+An Optuna study (TPE, seeded) picks a model family and its hyperparameters from the spec's
+search space, scoring each trial by stratified K-fold cross-validation on the training split.
+The metric optimised is the spec's `optimise_metric` (F1); the others in `report_metrics` are
+reported. Each trial is a nested MLflow run under one parent run. The best configuration is
+refit on the whole training split and evaluated once on the test split. The model is one
+sklearn Pipeline (mlplatform.features) with all preprocessing inside.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mlplatform.dataset import SPEC
+from mlplatform.dataset import DatasetSpec, Param
 from mlplatform.features import build_pipeline
-from mlplatform.heart_disease import Param
-from mlplatform.settings import REPO_ROOT, Settings, get_settings
+from mlplatform.settings import Settings
+from mlplatform.spec import SPEC
 
 if TYPE_CHECKING:
     import optuna
     from sklearn.pipeline import Pipeline
+
+    from mlplatform.store import DatasetMetadata, DataStore
+
+TrialCallback = Callable[[int, str, dict[str, Any], dict[str, float]], None]
 
 
 def _classifiers() -> dict[str, Callable[[dict[str, Any], int], Any]]:
@@ -50,13 +51,54 @@ def _classifiers() -> dict[str, Callable[[dict[str, Any], int], Any]]:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A configuration and its cross-validated scores (`cv_<metric>` means and stds)."""
+
     family: str
     params: dict[str, Any]
-    cv: dict[str, float]  # cv_<metric> means
+    cv: dict[str, float]
 
 
-def make_pipeline(family: str, params: dict[str, Any], seed: int) -> Pipeline:
-    return build_pipeline(_classifiers()[family](params, seed))
+@dataclass(frozen=True)
+class SearchResult:
+    """What the search hands to the refit: the parent run and the best configuration."""
+
+    run_id: str
+    dataset_version: str
+    family: str
+    params: dict[str, Any]
+    cv: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchResult:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A refit, tested and logged model: the hand-off to registration."""
+
+    run_id: str
+    dataset_version: str
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    model_uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainedModel:
+        return cls(**data)
+
+
+def make_pipeline(
+    family: str, params: dict[str, Any], seed: int, spec: DatasetSpec = SPEC
+) -> Pipeline:
+    return build_pipeline(_classifiers()[family](params, seed), spec)
 
 
 def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
@@ -67,37 +109,42 @@ def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
     return trial.suggest_categorical(name, list(p.choices))  # type: ignore[arg-type]
 
 
-def suggest(trial: optuna.Trial) -> tuple[str, dict[str, Any]]:
-    """A model family and its hyperparameters from the SPEC's search space."""
-    family = trial.suggest_categorical("family", list(SPEC.search_space))
+def suggest(trial: optuna.Trial, spec: DatasetSpec = SPEC) -> tuple[str, dict[str, Any]]:
+    """A model family and its hyperparameters from the spec's search space."""
+    family = str(trial.suggest_categorical("family", list(spec.search_space)))
     params = {
         name: _suggest(trial, f"{family}.{name}", p)
-        for name, p in SPEC.search_space[str(family)].items()
+        for name, p in spec.search_space[family].items()
     }
-    return str(family), params
+    return family, params
 
 
-def split_xy(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return df[list(SPEC.feature_names)], df[SPEC.target]
+def split_xy(df: pd.DataFrame, spec: DatasetSpec = SPEC) -> tuple[pd.DataFrame, pd.Series]:
+    return df[list(spec.feature_names)], df[spec.target]
 
 
 def cross_validate(
-    family: str, params: dict[str, Any], train: pd.DataFrame, seed: int, folds: int
+    family: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    seed: int,
+    folds: int,
+    spec: DatasetSpec = SPEC,
 ) -> dict[str, float]:
     from sklearn.model_selection import StratifiedKFold
     from sklearn.model_selection import cross_validate as sk_cross_validate
 
-    x, y = split_xy(train)
+    x, y = split_xy(train, spec)
     scores = sk_cross_validate(
-        make_pipeline(family, params, seed),
+        make_pipeline(family, params, seed, spec),
         x,
         y,
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-        scoring=list(SPEC.report_metrics),
+        scoring=list(spec.report_metrics),
         n_jobs=1,
     )
     result = {}
-    for metric in SPEC.report_metrics:
+    for metric in spec.report_metrics:
         result[f"cv_{metric}"] = float(np.mean(scores[f"test_{metric}"]))
         result[f"cv_{metric}_std"] = float(np.std(scores[f"test_{metric}"]))
     return result
@@ -108,9 +155,10 @@ def search(
     n_trials: int,
     seed: int,
     folds: int,
-    on_trial: Callable[[int, str, dict[str, Any], dict[str, float]], None] | None = None,
+    on_trial: TrialCallback | None = None,
+    spec: DatasetSpec = SPEC,
 ) -> Candidate:
-    """Optuna study maximising the CV score of SPEC.optimise_metric; returns the best."""
+    """Optuna study maximising the CV score of the spec's optimise_metric; returns the best."""
     import warnings
 
     import optuna
@@ -123,32 +171,36 @@ def search(
     results: dict[int, Candidate] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        family, params = suggest(trial)
-        cv = cross_validate(family, params, train, seed, folds)
+        family, params = suggest(trial, spec)
+        cv = cross_validate(family, params, train, seed, folds, spec)
         results[trial.number] = Candidate(family, params, cv)
         if on_trial is not None:
             on_trial(trial.number, family, params, cv)
-        return cv[f"cv_{SPEC.optimise_metric}"]
+        return cv[f"cv_{spec.optimise_metric}"]
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials)
     return results[study.best_trial.number]
 
 
-def evaluate(pipeline: Pipeline, test: pd.DataFrame) -> dict[str, float]:
+def evaluate(pipeline: Pipeline, test: pd.DataFrame, spec: DatasetSpec = SPEC) -> dict[str, float]:
     """Test metrics (prefixed `test_`) of a fitted pipeline."""
     from sklearn.metrics import get_scorer
 
-    x, y = split_xy(test)
-    return {f"test_{m}": float(get_scorer(m)(pipeline, x, y)) for m in SPEC.report_metrics}
+    x, y = split_xy(test, spec)
+    return {f"test_{m}": float(get_scorer(m)(pipeline, x, y)) for m in spec.report_metrics}
 
 
-def fit(family: str, params: dict[str, Any], train: pd.DataFrame, seed: int) -> Pipeline:
-    x, y = split_xy(train)
-    return make_pipeline(family, params, seed).fit(x, y)
+def fit(
+    family: str, params: dict[str, Any], train: pd.DataFrame, seed: int, spec: DatasetSpec = SPEC
+) -> Pipeline:
+    x, y = split_xy(train, spec)
+    return make_pipeline(family, params, seed, spec).fit(x, y)
 
 
-def plots(pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict[str, Any]:
+def plots(
+    pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame, seed: int, spec: DatasetSpec
+) -> dict[str, Any]:
     """ROC curve and confusion matrix on the test split; permutation feature importance on
     the training split (raw features, so it reads the same for every model family)."""
     import matplotlib
@@ -158,7 +210,7 @@ def plots(pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame, seed: int
     from sklearn.inspection import permutation_importance
     from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
-    x, y = split_xy(test)
+    x, y = split_xy(test, spec)
     figures = {}
     fig, ax = plt.subplots(figsize=(5, 4))
     RocCurveDisplay.from_estimator(pipeline, x, y, ax=ax)
@@ -166,118 +218,70 @@ def plots(pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame, seed: int
     figures["roc_curve.png"] = fig
     fig, ax = plt.subplots(figsize=(5, 4))
     ConfusionMatrixDisplay.from_estimator(
-        pipeline, x, y, ax=ax, display_labels=[SPEC.negative_label, SPEC.positive_label]
+        pipeline, x, y, ax=ax, display_labels=[spec.negative_label, spec.positive_label]
     )
     ax.set_title("Confusion matrix (test split)")
     figures["confusion_matrix.png"] = fig
-    x_train, y_train = split_xy(train)
+    x_train, y_train = split_xy(train, spec)
     importance = permutation_importance(
-        pipeline, x_train, y_train, scoring=SPEC.optimise_metric, n_repeats=5, random_state=seed
+        pipeline, x_train, y_train, scoring=spec.optimise_metric, n_repeats=5, random_state=seed
     )
     order = np.argsort(importance.importances_mean)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.barh(np.array(SPEC.feature_names)[order], importance.importances_mean[order])
-    ax.set_xlabel(f"mean drop in {SPEC.optimise_metric} when shuffled")
+    ax.barh(np.array(spec.feature_names)[order], importance.importances_mean[order])
+    ax.set_xlabel(f"mean drop in {spec.optimise_metric} when shuffled")
     ax.set_title("Permutation feature importance (train split)")
     fig.tight_layout()
     figures["feature_importance.png"] = fig
     return figures
 
 
-def git_commit() -> str:
-    """The code's commit (`+dirty` with uncommitted changes), or GIT_COMMIT from the env."""
-    import os
-
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    try:
-        run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        commit = run("rev-parse", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
-
-
-def input_example(train: pd.DataFrame) -> pd.DataFrame:
-    x, _ = split_xy(train)
+def input_example(train: pd.DataFrame, spec: DatasetSpec = SPEC) -> pd.DataFrame:
+    x, _ = split_xy(train, spec)
     complete = x.dropna()
     return (complete if len(complete) else x).head(5)
 
 
-def log_trial(number: int, family: str, params: dict[str, Any], cv: dict[str, float]) -> None:
-    """One nested MLflow run per trial, under the active parent run."""
+def run_search(
+    n_trials: int | None, store: DataStore, settings: Settings, spec: DatasetSpec = SPEC
+) -> SearchResult:
+    """Step 1 of training: the study under a new parent run on the current dataset version."""
     import mlflow
 
-    with mlflow.start_run(run_name=f"trial {number:03d} {family}", nested=True):
-        mlflow.set_tag("mlplatform.kind", "trial")
-        mlflow.log_params({"family": family, **params})
-        mlflow.log_metrics(cv)
+    from mlplatform.tracking import log_inputs, log_trial, start_parent_run
 
-
-def start_parent_run(kind: str, manifest: dict[str, Any], settings: Settings, **tags: str) -> Any:
-    import mlflow
-
-    from mlplatform.registry import configure
-
-    configure(settings)
-    mlflow.set_experiment(settings.MLFLOW_EXPERIMENT_NAME)
-    version = manifest["dataset_version"]
-    return mlflow.start_run(
-        run_name=f"{kind} {version}",
-        tags={
-            "mlplatform.kind": kind,
-            "dataset_version": version,
-            "git_commit": git_commit(),
-            **tags,
-        },
-    )
-
-
-def run_search(n_trials: int | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Step 1 of training: the study under a new parent run. Returns what the refit needs."""
-    import mlflow
-
-    from mlplatform.etl import load_split, log_inputs, read_manifest
-
-    s = settings or get_settings()
-    n_trials = n_trials or s.N_TRIALS
-    manifest = read_manifest(s)
-    if manifest is None:
-        raise FileNotFoundError("no dataset version is published yet: run the ETL DAG first")
-    frames = {name: load_split(name, manifest, s) for name in ("train", "test")}
-    with start_parent_run("training", manifest, s) as run:
-        log_inputs(manifest, frames)
+    n_trials = n_trials or settings.N_TRIALS
+    metadata = store.current()
+    frames = store.load_splits(metadata, spec)
+    with start_parent_run("training", metadata, settings) as run:
+        log_inputs(metadata, frames, spec)
         mlflow.log_params(
             {
                 "n_trials": n_trials,
-                "cv_folds": s.CV_FOLDS,
-                "seed": s.RANDOM_SEED,
-                "optimise_metric": SPEC.optimise_metric,
-                "dataset_version": manifest["dataset_version"],
+                "cv_folds": settings.CV_FOLDS,
+                "seed": settings.RANDOM_SEED,
+                "optimise_metric": spec.optimise_metric,
+                "dataset_version": metadata.dataset_version,
             }
         )
-        best = search(frames["train"], n_trials, s.RANDOM_SEED, s.CV_FOLDS, on_trial=log_trial)
+        best = search(
+            frames["train"], n_trials, settings.RANDOM_SEED, settings.CV_FOLDS, log_trial, spec
+        )
         mlflow.log_params(
             {"best_family": best.family, **{f"best.{k}": v for k, v in best.params.items()}}
         )
         mlflow.log_metrics({f"best_{k}": v for k, v in best.cv.items()})
-    return {
-        "run_id": run.info.run_id,
-        "dataset_version": manifest["dataset_version"],
-        "family": best.family,
-        "params": best.params,
-        "cv": best.cv,
-    }
+    return SearchResult(
+        run.info.run_id, metadata.dataset_version, best.family, best.params, best.cv
+    )
 
 
 def refit_and_log(
     family: str,
     params: dict[str, Any],
-    manifest: dict[str, Any],
-    settings: Settings,
+    frames: dict[str, pd.DataFrame],
+    seed: int,
+    spec: DatasetSpec = SPEC,
     prefix: str = "",
 ) -> tuple[Pipeline, dict[str, float], str]:
     """Refit on the whole training split, evaluate once on test, log plots and the model to
@@ -285,98 +289,79 @@ def refit_and_log(
     import matplotlib.pyplot as plt
     import mlflow
 
-    from mlplatform.etl import load_split
     from mlplatform.registry import log_pipeline
 
-    train, test = (load_split(name, manifest, settings) for name in ("train", "test"))
-    pipeline = fit(family, params, train, settings.RANDOM_SEED)
-    metrics = evaluate(pipeline, test)
+    train, test = frames["train"], frames["test"]
+    pipeline = fit(family, params, train, seed, spec)
+    metrics = evaluate(pipeline, test, spec)
     mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()})
-    for name, figure in plots(pipeline, train, test, settings.RANDOM_SEED).items():
+    for name, figure in plots(pipeline, train, test, seed, spec).items():
         mlflow.log_figure(figure, f"plots/{prefix}{name}")
         plt.close(figure)
-    info = log_pipeline(pipeline, input_example(train))
-    return pipeline, metrics, info.model_uri
+    uri = log_pipeline(pipeline, input_example(train, spec))
+    return pipeline, metrics, uri
 
 
-def version_tags(
-    family: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    run_id: str,
-    dataset_version: str,
-    kind: str,
-) -> dict[str, Any]:
+def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> dict[str, Any]:
     """The tags every model version carries (serving and lineage read them)."""
+    from mlplatform.tracking import git_commit
+
     return {
-        "dataset_version": dataset_version,
+        "dataset_version": model.dataset_version,
         "git_commit": git_commit(),
-        "model_family": family,
-        "params": json.dumps(params, sort_keys=True),
-        "training_run_id": run_id,
+        "model_family": model.family,
+        "params": json.dumps(model.params, sort_keys=True),
         "trained_by": kind,
-        "optimise_metric": SPEC.optimise_metric,
-        **{k: round(v, 4) for k, v in metrics.items()},
+        "optimise_metric": spec.optimise_metric,
+        **{k: round(v, 4) for k, v in model.metrics.items()},
     }
 
 
-def refit(search_result: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Step 2 of training: refit the best configuration, test it, log the model."""
+def refit(
+    found: SearchResult, store: DataStore, settings: Settings, spec: DatasetSpec = SPEC
+) -> TrainedModel:
+    """Step 2 of training: refit the best configuration on the version that was searched,
+    test it, log the model to the search's parent run."""
     import mlflow
 
-    from mlplatform.etl import read_manifest, read_version
     from mlplatform.registry import configure
 
-    s = settings or get_settings()
-    manifest = read_manifest(s)
-    if manifest is None or manifest["dataset_version"] != search_result["dataset_version"]:
-        # A new version arrived meanwhile: refit on the version that was searched.
-        manifest = read_version(search_result["dataset_version"], s)
-    configure(s)
-    with mlflow.start_run(run_id=search_result["run_id"]):
+    metadata: DatasetMetadata = store.read_version(found.dataset_version)
+    frames = store.load_splits(metadata, spec)
+    configure(settings)
+    with mlflow.start_run(run_id=found.run_id):
         _, metrics, uri = refit_and_log(
-            search_result["family"], search_result["params"], manifest, s
+            found.family, found.params, frames, settings.RANDOM_SEED, spec
         )
-    return {**search_result, "metrics": metrics, "model_uri": uri}
+    return TrainedModel(
+        found.run_id, found.dataset_version, found.family, found.params, metrics, uri
+    )
 
 
-def register_model(result: dict[str, Any], kind: str, settings: Settings | None = None) -> str:
-    """Register the logged model once (a retried task finds its version) and tag it."""
-    from mlplatform.registry import configure, register
+def register_model(model: TrainedModel, kind: str, settings: Settings) -> str:
+    """Register the logged model once, with its tags (a retried task finds its version)."""
+    from mlplatform.registry import register
 
-    s = settings or get_settings()
-    client = configure(s)
-    for mv in client.search_model_versions(f"name = '{s.REGISTERED_MODEL_NAME}'"):
-        if mv.tags.get("training_run_id") == result["run_id"]:
-            return str(mv.version)
-
-    tags = version_tags(
-        result["family"], result["params"], result["metrics"], result["run_id"],
-        result["dataset_version"], kind,
-    )  # fmt: skip
-    # register() reads only the logged model's URI.
-    info = SimpleNamespace(model_uri=result["model_uri"])
-    return str(register(info, tags, s).version)  # type: ignore[arg-type]
+    version = register(model.model_uri, model.run_id, version_tags(model, kind), settings)
+    return str(version.version)
 
 
-def register_and_promote_first(
-    result: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+def register_and_promote_first(model: TrainedModel, settings: Settings) -> dict[str, Any]:
     """Step 3 of training: register; the very first model becomes the champion."""
     from mlplatform.registry import get_champion, promote
 
-    s = settings or get_settings()
-    version = register_model(result, "training", s)
-    champion = get_champion(s)
+    version = register_model(model, "training", settings)
+    champion = get_champion(settings)
     if champion is None:
-        promote(version, s)
+        promote(version, settings)
         champion_version = version
     else:
         champion_version = str(champion.version)
-    return {"version": version, "champion": champion_version, "metrics": result["metrics"]}
+    return {"version": version, "champion": champion_version, "metrics": model.metrics}
 
 
-def train(n_trials: int | None = None, settings: Settings | None = None) -> dict[str, Any]:
+def train(n_trials: int | None, store: DataStore, settings: Settings) -> dict[str, Any]:
     """The whole training in one call (CLI, notebook); the DAG runs the three steps."""
-    s = settings or get_settings()
-    return register_and_promote_first(refit(run_search(n_trials, s), s), s)
+    return register_and_promote_first(
+        refit(run_search(n_trials, store, settings), store, settings), settings
+    )

@@ -1,4 +1,4 @@
-"""Validation of raw deliveries with pandera, built from the dataset SPEC.
+"""Validation of raw deliveries with pandera, built from a dataset spec.
 
 Two levels of failure:
 - the file's shape is wrong (empty, wrong column count, mostly unparseable): the whole
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from mlplatform.dataset import SPEC
-from mlplatform.heart_disease import DatasetSpec
+from mlplatform.dataset import DatasetSpec
+from mlplatform.spec import SPEC
 
 REASON = "reason"
 
@@ -36,7 +37,7 @@ def _is_number(values: pd.Series) -> pd.Series:
     return values.isna() | pd.to_numeric(values, errors="coerce").notna()
 
 
-def text_schema(spec: DatasetSpec = SPEC) -> pa.DataFrameSchema:
+def text_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
     """The raw file as text: exact columns in order, every value a number or missing."""
     return pa.DataFrameSchema(
         {
@@ -52,7 +53,7 @@ def text_schema(spec: DatasetSpec = SPEC) -> pa.DataFrameSchema:
     )
 
 
-def typed_schema(spec: DatasetSpec = SPEC) -> pa.DataFrameSchema:
+def typed_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
     """Numbers: clinical ranges, whole numbers where required, allowed category codes."""
     integer = pa.Check(lambda x: x % 1 == 0, element_wise=True, error="not a whole number")
     columns: dict[str, pa.Column] = {}
@@ -65,8 +66,10 @@ def typed_schema(spec: DatasetSpec = SPEC) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, ordered=False)
 
 
-TEXT_SCHEMA = text_schema()
-TYPED_SCHEMA = typed_schema()
+@lru_cache
+def schemas(spec: DatasetSpec) -> tuple[pa.DataFrameSchema, pa.DataFrameSchema]:
+    """(text schema, typed schema) of a spec, built once: pandera schemas are slow to build."""
+    return text_schema(spec), typed_schema(spec)
 
 
 def parse_delivery(raw: bytes, name: str, spec: DatasetSpec = SPEC) -> pd.DataFrame:
@@ -106,19 +109,17 @@ def _reasons(errors: SchemaErrors) -> pd.Series:
 
 def validate(raw_text: pd.DataFrame, name: str, spec: DatasetSpec = SPEC) -> Validated:
     """Split parsed rows into typed valid rows and rejected rows with their reasons."""
-    schemas = (
-        (TEXT_SCHEMA, TYPED_SCHEMA) if spec is SPEC else (text_schema(spec), typed_schema(spec))
-    )
+    text_check, typed_check = schemas(spec)
     reasons = pd.Series(dtype=str)
     try:
-        schemas[0].validate(raw_text, lazy=True)
+        text_check.validate(raw_text, lazy=True)
     except SchemaErrors as err:
         reasons = _reasons(err)
     typed = raw_text.apply(pd.to_numeric, errors="coerce").astype(float)
     for column, codes in spec.missing_codes.items():
         typed[column] = typed[column].mask(typed[column].isin(codes))
     try:
-        schemas[1].validate(typed, lazy=True)
+        typed_check.validate(typed, lazy=True)
     except SchemaErrors as err:
         reasons = pd.concat([reasons, _reasons(err)]).groupby(level=0).agg("; ".join)
     bad = raw_text.index.isin(reasons.index)

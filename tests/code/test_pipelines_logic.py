@@ -6,9 +6,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import assign_split, frame_digest
+from mlplatform.build import assign_split, frame_digest
 from mlplatform.retraining import KEEP, PROMOTE, decide
+from mlplatform.spec import SPEC
 from mlplatform.training import suggest
 
 
@@ -71,17 +71,19 @@ def test_cli_registers_the_pipeline_commands() -> None:
 
 def test_unknown_source_is_a_clear_error() -> None:
     from mlplatform.ingest import seed_file
+    from mlplatform.settings import Settings
 
     with pytest.raises(ValueError, match="unknown source 'mars'"):
-        seed_file("mars")
+        seed_file("mars", Settings())
 
 
 def test_retraining_listens_to_the_asset_the_etl_updates() -> None:
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     from mlplatform.settings import REPO_ROOT
 
-    bag = DagBag(dag_folder=str(REPO_ROOT / "airflow" / "dags"))
+    dags = REPO_ROOT / "airflow" / "dags"
+    bag = BundleDagBag(dag_folder=str(dags), bundle_path=dags)
     etl, retrain = bag.dags["etl"], bag.dags["retrain"]
     outlets = {a.uri for t in etl.tasks for a in t.outlets}
     listened = {a.uri for a in retrain.timetable.asset_condition.objects}

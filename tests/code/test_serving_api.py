@@ -8,15 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from serving_helpers import fitted_pipeline, holder_serving
+from serving_helpers import holder_serving
 from sklearn.linear_model import LogisticRegression
+from synthetic_model import fitted_pipeline
 
-from mlplatform.dataset import SPEC
+from mlplatform.inference.contract import FEATURES
 from mlplatform.serving.app import create_app
-from mlplatform.serving.model import ModelHolder
-from mlplatform.serving.samples import synthetic_features
-from mlplatform.serving.schemas import FEATURES, example_patient
+from mlplatform.serving.schemas import example_patient
+from mlplatform.serving.watcher import ModelHolder
 from mlplatform.settings import Settings
+from mlplatform.spec import SPEC
+from mlplatform.synthetic import synthetic_features
 
 SETTINGS = Settings(MAX_BATCH_ROWS=50, API_KEY="")
 

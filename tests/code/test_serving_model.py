@@ -10,19 +10,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from serving_helpers import fitted_pipeline
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from synthetic_model import fitted_pipeline
 
-from mlplatform.batch import BatchModel, score_chunk
-from mlplatform.serving.model import (
+from mlplatform.batch import score_chunk
+from mlplatform.inference.contract import FEATURES, invalid_reasons
+from mlplatform.inference.loading import LoadedModel
+from mlplatform.inference.predictors import (
     OnnxPredictor,
     SklearnPredictor,
     choose_predictor,
     convert_to_onnx,
 )
-from mlplatform.serving.samples import synthetic_features
-from mlplatform.serving.schemas import FEATURE_SPECS, FEATURES, Patient, invalid_reasons
+from mlplatform.serving.schemas import Patient
+from mlplatform.spec import SPEC
+from mlplatform.synthetic import synthetic_features
+
+FEATURE_SPECS = {f.name: f for f in SPEC.features}
 
 ROWS = synthetic_features(300, seed=11, missing_rate=0.05)
 
@@ -33,7 +38,7 @@ ROWS = synthetic_features(300, seed=11, missing_rate=0.05)
 )
 def test_onnx_is_chosen_only_with_label_parity(classifier):
     pipeline = fitted_pipeline(classifier)
-    predictor, reason = choose_predictor(pipeline, rows=ROWS)
+    predictor, reason = choose_predictor(pipeline, ROWS)
     assert predictor.backend == "onnx", reason
     labels, proba = predictor.predict(ROWS.to_numpy(np.float64))
     np.testing.assert_array_equal(labels, pipeline.predict(ROWS))
@@ -46,7 +51,7 @@ class UnconvertibleClassifier(LogisticRegression):
 
 def test_falls_back_to_sklearn_when_conversion_fails():
     pipeline = fitted_pipeline(UnconvertibleClassifier(max_iter=500))
-    predictor, reason = choose_predictor(pipeline, rows=ROWS)
+    predictor, reason = choose_predictor(pipeline, ROWS)
     assert predictor.backend == "sklearn" and "conversion failed" in reason
     np.testing.assert_array_equal(predictor.predict(ROWS.to_numpy())[0], pipeline.predict(ROWS))
 
@@ -54,7 +59,7 @@ def test_falls_back_to_sklearn_when_conversion_fails():
 def test_falls_back_to_sklearn_when_parity_fails():
     served = fitted_pipeline(LogisticRegression(max_iter=500), seed=0)
     other = fitted_pipeline(LogisticRegression(C=1e-4, max_iter=500), seed=3)
-    predictor, reason = choose_predictor(served, onnx_bytes=convert_to_onnx(other), rows=ROWS)
+    predictor, reason = choose_predictor(served, ROWS, onnx_bytes=convert_to_onnx(other))
     assert isinstance(predictor, SklearnPredictor) and "parity failed" in reason
 
 
@@ -100,7 +105,7 @@ def test_batch_validation_agrees_with_the_api_model(row):
 
 def test_score_chunk_scores_good_rows_and_reports_bad_ones():
     pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
-    model = BatchModel("m", "3", SklearnPredictor(pipeline))
+    model = LoadedModel("m", "3", None, None, {}, SklearnPredictor(pipeline), "test")
     chunk = synthetic_features(10, seed=2).astype(object)
     chunk.loc[3, "age"] = "abc"
     chunk.loc[7, "thal"] = 5

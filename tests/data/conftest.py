@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from mlplatform.dataset import SPEC
-from mlplatform.ingest import Delivery, seed_file
+from mlplatform.build import RawDelivery
+from mlplatform.ingest import seed_file
+from mlplatform.settings import Settings
+from mlplatform.spec import SPEC
 
 
-def as_delivery(source: str, data: bytes) -> tuple[Delivery, bytes]:
-    return Delivery(source, f"landing/{source}/{source}.data", "-"), data
+def as_delivery(source: str, data: bytes) -> RawDelivery:
+    return RawDelivery(source, f"landing/{source}/{source}.data", "-", data)
 
 
 @pytest.fixture(scope="session")
 def uci() -> dict[str, bytes]:
-    return {source: seed_file(source).read_bytes() for source in SPEC.deliveries}
+    return {source: seed_file(source, Settings()).read_bytes() for source in SPEC.deliveries}
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import ROW_ID, build
+from mlplatform.build import build
+from mlplatform.spec import SPEC
+from mlplatform.store import ROW_ID
 
 
 def test_same_input_same_version(uci: dict[str, bytes], delivery) -> None:

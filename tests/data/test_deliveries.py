@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import build
+from mlplatform.build import build
+from mlplatform.spec import SPEC
 from mlplatform.validation import REASON, DeliveryRejected, parse_delivery, validate
 
 GOOD_ROW = "63.0,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0.0,6.0,0"

@@ -15,10 +15,11 @@ import pytest
 
 from mlplatform import registry
 from mlplatform.airflow_client import AirflowClient
-from mlplatform.etl import read_manifest, read_version
-from mlplatform.ingest import deliver, deliveries, withdraw
-from mlplatform.lake import read_parquet
+from mlplatform.ingest import deliver, read_deliveries, withdraw
+from mlplatform.lake import Lake
 from mlplatform.settings import REPO_ROOT, Settings
+from mlplatform.spec import SPEC
+from mlplatform.store import DatasetMetadata, DataStore
 
 E2E_TRIALS = 3  # keeps the e2e wall time small; the DAG param overrides N_TRIALS
 NOTEBOOK = REPO_ROOT / "notebook_example" / "heart_disease_eda_and_search.ipynb"
@@ -54,17 +55,36 @@ def mlflow_runs(stack: Settings, filter_string: str) -> list[Any]:
     )
 
 
+def store(stack: Settings) -> DataStore:
+    return DataStore(Lake(stack))
+
+
+def manifest_of(stack: Settings) -> DatasetMetadata:
+    manifest = store(stack).read_manifest()
+    assert manifest is not None
+    return manifest
+
+
+def champion_uri(stack: Settings) -> str:
+    return registry.model_uri(stack.REGISTERED_MODEL_NAME, alias=registry.CHAMPION)
+
+
+def current_test_split(stack: Settings):  # type: ignore[no-untyped-def]
+    return store(stack).load_split("test", manifest_of(stack), SPEC)
+
+
 def wait_for_idle(client: AirflowClient, dag_id: str, timeout: float = 600) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         runs = client.runs(dag_id)
-        if all(r["state"] in ("success", "failed") for r in runs) or time.monotonic() > deadline:
+        if all(r["state"] in ("success", "failed") for r in runs):
             return runs
+        assert time.monotonic() < deadline, f"{dag_id} still running after {timeout:.0f} s: {runs}"
         time.sleep(2)
 
 
 def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> None:
-    assert any(d.source == "cleveland" for d in deliveries(stack)), (
+    assert any(d.source == "cleveland" for d in read_deliveries(Lake(stack))), (
         "the landing zone was not seeded"
     )
     champion_before = registry.get_champion(stack)
@@ -73,9 +93,8 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
     state, tasks = run_dag(stack, "etl")
     etl_seconds = time.monotonic() - started
     assert state == "success", tasks
-    manifest = read_manifest(stack)
-    assert manifest is not None
-    version = manifest["dataset_version"]
+    manifest = manifest_of(stack)
+    version = manifest.dataset_version
     etl_run = mlflow_runs(
         stack, f"tags.dataset_version = '{version}' and tags.`mlplatform.kind` = 'etl'"
     )
@@ -83,7 +102,7 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
     logged = {d.dataset.name: d.dataset for d in etl_run[0].inputs.dataset_inputs}
     train_input = logged[f"uci_heart_disease-{version}-train"]
     assert train_input.source and "splits/" in train_input.source and train_input.digest
-    assert etl_run[0].data.metrics["rows_clean"] == manifest["counts"]["rows_clean"]
+    assert etl_run[0].data.metrics["rows_clean"] == manifest.counts["rows_clean"]
     assert "missing_ca" in etl_run[0].data.metrics
 
     started = time.monotonic()
@@ -116,10 +135,8 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
             run.data.metrics["test_f1"], abs=1e-4
         )
         assert champion.tags["git_commit"]
-        model = registry.load_pipeline(registry.model_uri(settings=stack))
-        from mlplatform.etl import load_current_split
-
-        test = load_current_split("test", stack)
+        model = registry.load_pipeline(champion_uri(stack))
+        test = current_test_split(stack)
         assert model.predict_proba(test.drop(columns="target"))[:, 1].shape == (len(test),)
     else:
         assert champion.version == champion_before.version
@@ -131,7 +148,6 @@ def test_the_service_serves_the_trained_champion(stack: Settings) -> None:
     from payloads import rows_as_json
 
     from mlplatform.commands.serving import wait_for_version
-    from mlplatform.etl import load_current_split
     from mlplatform.serving.schemas import example_patient
 
     champion = registry.get_champion(stack)
@@ -142,14 +158,14 @@ def test_the_service_serves_the_trained_champion(stack: Settings) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == str(champion.version)
 
-    test_rows = load_current_split("test", stack).head(20)
+    test_rows = current_test_split(stack).head(20)
     features = test_rows.drop(columns=["target"])
     batch = httpx.post(
         f"{stack.fastapi_url}/predict/batch", json={"rows": rows_as_json(features)}, timeout=30
     )
     assert batch.status_code == 200, batch.text
     served = [p["label"] for p in batch.json()["predictions"]]
-    pipeline = registry.load_pipeline(registry.model_uri(settings=stack))
+    pipeline = registry.load_pipeline(champion_uri(stack))
     assert served == pipeline.predict(features).tolist()
 
 
@@ -162,19 +178,16 @@ def test_new_delivery_retrains_by_itself_and_the_champion_follows_the_decision(
     old_champion = registry.get_champion(stack)
     assert old_champion is not None
 
-    _, new = deliver("hungarian", settings=stack)
+    _, new = deliver("hungarian", stack)
     assert new, "hungarian was already delivered: run the e2e tests on a fresh stack"
     state, tasks = run_dag(stack, "etl")
     assert state == "success" and tasks["mark_dataset_updated"] == "success", tasks
-    manifest = read_manifest(stack)
-    assert manifest is not None and {d["source"] for d in manifest["deliveries"]} == {
-        "cleveland",
-        "hungarian",
-    }
-    version = manifest["dataset_version"]
-    quarantine = read_parquet(stack.DATA_REPO_BUCKET_NAME, manifest["keys"]["quarantine"])
+    manifest = manifest_of(stack)
+    assert {d["source"] for d in manifest.deliveries} == {"cleveland", "hungarian"}
+    version = manifest.dataset_version
+    quarantine = Lake(stack).read_parquet(manifest.keys["quarantine"])
     assert (
-        len(quarantine) == manifest["counts"]["rows_quarantined"]
+        len(quarantine) == manifest.counts["rows_quarantined"]
         and quarantine["reason"].notna().all()
     )
 
@@ -207,11 +220,11 @@ def test_new_delivery_retrains_by_itself_and_the_champion_follows_the_decision(
 
 
 def test_bad_delivery_fails_loudly_and_changes_nothing(stack: Settings, tmp_path: Path) -> None:
-    manifest_before = read_manifest(stack)
+    manifest_before = store(stack).read_manifest()
     champion_before = registry.get_champion(stack)
     bad = tmp_path / "processed.bad.data"
     bad.write_text("63,1,1,145,233,1,2,150,0,2.3,3,0,6\n" * 5)  # 13 columns
-    deliver("bad_hospital", bad, stack)
+    deliver("bad_hospital", stack, bad)
     try:
         client = AirflowClient(stack)
         run_id, state = client.trigger_and_wait("etl", timeout=600)
@@ -219,7 +232,7 @@ def test_bad_delivery_fails_loudly_and_changes_nothing(stack: Settings, tmp_path
         assert state == "failed" and tasks["validate"] == "failed", tasks
         assert "build_version" not in tasks or tasks["build_version"] != "success"
         assert "has 13 columns per row, expected 14" in task_log(stack, "etl", run_id, "validate")
-        assert read_manifest(stack) == manifest_before
+        assert store(stack).read_manifest() == manifest_before
         champion = registry.get_champion(stack)
         assert champion is not None and champion_before is not None
         assert champion.version == champion_before.version
@@ -229,15 +242,13 @@ def test_bad_delivery_fails_loudly_and_changes_nothing(stack: Settings, tmp_path
     state, tasks = run_dag(stack, "etl")
     assert state == "success" and tasks["mark_dataset_updated"] == "skipped", tasks
     assert manifest_before is not None
-    manifest = read_manifest(stack)
-    assert (
-        manifest is not None and manifest["dataset_version"] == manifest_before["dataset_version"]
-    )
-    assert read_version(manifest["dataset_version"], stack)["counts"] == manifest_before["counts"]
+    manifest = manifest_of(stack)
+    assert manifest.dataset_version == manifest_before.dataset_version
+    assert store(stack).read_version(manifest.dataset_version).counts == manifest_before.counts
 
 
 def test_a_failing_refit_leaves_the_registry_unchanged(stack: Settings) -> None:
-    from mlplatform.training import refit
+    from mlplatform.training import SearchResult, refit
 
     client = registry.configure(stack)
     versions = lambda: (  # noqa: E731
@@ -248,18 +259,18 @@ def test_a_failing_refit_leaves_the_registry_unchanged(stack: Settings) -> None:
         client.get_registered_model(stack.REGISTERED_MODEL_NAME).aliases,
     )
     before = versions()
-    manifest = read_manifest(stack)
-    assert manifest is not None
+    manifest = manifest_of(stack)
     with mlflow.start_run(run_name="e2e failing refit") as parent:
         pass
-    broken = {  # a configuration sklearn refuses, found only when fitting
-        "run_id": parent.info.run_id,
-        "dataset_version": manifest["dataset_version"],
-        "family": "svm",
-        "params": {"C": -1.0, "gamma": 0.1},
-    }
+    broken = SearchResult(  # a configuration sklearn refuses, found only when fitting
+        run_id=parent.info.run_id,
+        dataset_version=manifest.dataset_version,
+        family="svm",
+        params={"C": -1.0, "gamma": 0.1},
+        cv={},
+    )
     with pytest.raises(ValueError, match="C"):
-        refit(broken, stack)
+        refit(broken, store(stack), stack)
     assert versions() == before
 
 

@@ -15,11 +15,12 @@ import schemathesis
 from payloads import rows_as_json
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from synthetic_model import register_synthetic_model
 
 from mlplatform import registry
 from mlplatform.commands.serving import wait_for_version
-from mlplatform.serving.samples import register_synthetic_model, synthetic_features
 from mlplatform.serving.schemas import example_patient
+from mlplatform.synthetic import synthetic_features
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,7 +50,9 @@ def test_predict_answers_with_the_champion_version_and_its_predictions(stack, ve
     a, _ = versions
     registry.promote(a.version, stack)
     info = wait_for_version(stack, str(a.version))
-    pipeline = registry.load_pipeline(f"models:/{stack.REGISTERED_MODEL_NAME}/{a.version}")
+    pipeline = registry.load_pipeline(
+        registry.model_uri(stack.REGISTERED_MODEL_NAME, version=a.version)
+    )
     frame = synthetic_features(50, seed=21, missing_rate=0.03)
     resp = httpx.post(f"{stack.fastapi_url}/predict/batch", json={"rows": rows_as_json(frame)})
     assert resp.status_code == 200, resp.text
@@ -102,17 +105,25 @@ def test_hot_swap_under_load_has_zero_failures_within_the_poll_interval(stack, v
 
 def test_batch_dag_matches_in_process_predictions_row_for_row(stack, versions):
     from mlplatform.airflow_client import AirflowClient
-    from mlplatform.batch import drop_file, output_prefix, read_output
+    from mlplatform.lake import Lake
+    from mlplatform.store import DataStore
 
+    store = DataStore(Lake(stack))
     champion = registry.get_champion(stack)
-    pipeline = registry.load_pipeline(f"models:/{stack.REGISTERED_MODEL_NAME}/{champion.version}")
+    pipeline = registry.load_pipeline(
+        registry.model_uri(stack.REGISTERED_MODEL_NAME, version=champion.version)
+    )
     frame = synthetic_features(500, seed=33, missing_rate=0.02).astype(object)
     frame.loc[[10, 400], "cp"] = 7
-    key = drop_file(frame, f"e2e-{uuid.uuid4().hex[:8]}.csv", stack)
+    key = store.drop_batch_file(
+        f"e2e-{uuid.uuid4().hex[:8]}.csv", frame.to_csv(index=False).encode()
+    )
     run_id, state = AirflowClient(stack).trigger_and_wait("batch_predict", timeout=600)
     assert state == "success", run_id
-    out = read_output(output_prefix(key), stack)
-    rejected = read_output(output_prefix(key), stack, kind="rejected")
+    prefix = store.latest_batch_output(key)
+    assert run_id in prefix, "each run writes its own output"
+    out = store.read_batch_output(prefix)
+    rejected = store.read_batch_output(prefix, kind="rejected")
     good = frame.drop(index=[10, 400]).astype(float)
     assert list(rejected["row_id"]) == ["10", "400"]
     np.testing.assert_array_equal(out["row_id"], good.index.astype(str))

@@ -7,13 +7,11 @@ import uuid
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
 from mlplatform import lake, registry
 from mlplatform.airflow_client import AirflowClient
-from mlplatform.dataset import SPEC
 from mlplatform.settings import Settings
 
 
@@ -51,18 +49,17 @@ def test_postgres_refuses_a_wrong_password(stack: Settings) -> None:
 
 
 def test_s3_put_get_list_delete(stack: Settings) -> None:
-    s3 = lake.s3_client(stack)
-    bucket = stack.DATA_REPO_BUCKET_NAME
+    data = lake.Lake(stack)
     prefix = f"tests/{uuid.uuid4().hex}/"
-    lake.put_bytes_atomic(bucket, prefix + "a.txt", b"alpha", s3)
-    s3.put_object(Bucket=bucket, Key=prefix + "b.txt", Body=b"beta")
-    assert lake.get_bytes(bucket, prefix + "a.txt", s3) == b"alpha"
-    assert sorted(lake.list_keys(bucket, prefix, s3)) == [prefix + "a.txt", prefix + "b.txt"]
+    data.put_atomic(prefix + "a.txt", b"alpha")
+    data.client.put_object(Bucket=data.bucket, Key=prefix + "b.txt", Body=b"beta")
+    assert data.get(prefix + "a.txt") == b"alpha"
+    assert sorted(data.list(prefix)) == [prefix + "a.txt", prefix + "b.txt"]
     # The atomic write left no temporary object behind.
-    assert not list(lake.list_keys(bucket, lake.TMP_PREFIX, s3))
-    s3.delete_object(Bucket=bucket, Key=prefix + "a.txt")
-    assert not lake.exists(bucket, prefix + "a.txt", s3)
-    assert lake.exists(bucket, prefix + "b.txt", s3)
+    assert not list(data.list(lake.TMP_PREFIX))
+    data.delete(prefix + "a.txt")
+    assert not data.exists(prefix + "a.txt")
+    assert data.exists(prefix + "b.txt")
 
 
 def test_s3_buckets_exist(stack: Settings) -> None:
@@ -83,7 +80,7 @@ def test_s3_multipart_upload(stack: Settings) -> None:
     head = s3.head_object(Bucket=stack.DATA_REPO_BUCKET_NAME, Key=key)
     assert head["ContentLength"] == len(payload)
     assert "-" in head["ETag"]  # a multipart ETag: "<md5 of parts>-<part count>"
-    assert lake.get_bytes(stack.DATA_REPO_BUCKET_NAME, key, s3) == payload
+    assert lake.Lake(stack, s3).get(key) == payload
 
 
 def test_s3_refuses_a_wrong_key(stack: Settings) -> None:
@@ -97,54 +94,48 @@ def test_s3_refuses_a_wrong_key(stack: Settings) -> None:
     )
 
 
-def _synthetic_features(n: int, seed: int = 0) -> pd.DataFrame:
-    """Rows drawn inside SPEC's ranges and codes; enough to exercise the registry."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({f.name: rng.uniform(f.minimum, f.maximum, n).round(1) for f in SPEC.numeric})
-    for feature in SPEC.categorical:
-        df[feature.name] = rng.choice(sorted(feature.codes), n)
-    return df[list(SPEC.feature_names)]
-
-
 def test_mlflow_logs_registers_and_serves_the_champion(stack: Settings) -> None:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
     from mlplatform.features import build_pipeline
+    from mlplatform.synthetic import synthetic_features
 
     # A model name of its own: the platform's registered model stays free for the pipelines.
     stack = stack.model_copy(
         update={"REGISTERED_MODEL_NAME": f"integration-{uuid.uuid4().hex[:8]}"}
     )
 
-    X = _synthetic_features(60)
+    X = synthetic_features(60)
     y = (X["age"] > X["age"].median()).astype(int)
     pipeline = build_pipeline(LogisticRegression()).fit(X, y)
     registry.configure(stack)
     mlflow.set_experiment(f"integration-{uuid.uuid4().hex[:8]}")
     with mlflow.start_run() as run:
         mlflow.log_metric("train_accuracy", float((pipeline.predict(X) == y).mean()))
-        info = registry.log_pipeline(pipeline, X.head(3))
-    version = registry.register(info, {"purpose": "integration-test"}, stack)
+        uri = registry.log_pipeline(pipeline, X.head(3))
+    version = registry.register(uri, run.info.run_id, {"purpose": "integration-test"}, stack)
+    assert registry.register(uri, run.info.run_id, {}, stack).version == version.version
     registry.promote(version.version, stack)
 
     champion = registry.get_champion(stack)
     assert champion is not None and champion.version == version.version
     assert champion.tags["purpose"] == "integration-test"
-    loaded = registry.load_pipeline(registry.model_uri(settings=stack))
+    loaded = registry.load_pipeline(
+        registry.model_uri(stack.REGISTERED_MODEL_NAME, alias=registry.CHAMPION)
+    )
     np.testing.assert_array_equal(loaded.predict(X), pipeline.predict(X))
     assert mlflow.get_run(run.info.run_id).data.metrics["train_accuracy"] > 0.5
     # Artifacts went through the server's proxy into the mlflow bucket.
-    assert any(lake.list_keys(stack.MLFLOW_BUCKET_NAME, "", lake.s3_client(stack)))
+    artifacts = lake.s3_client(stack).list_objects_v2(Bucket=stack.MLFLOW_BUCKET_NAME)
+    assert artifacts.get("KeyCount", 0) > 0
 
 
 def test_airflow_runs_a_dag_triggered_over_rest(stack: Settings) -> None:
     client = AirflowClient(stack)
     run_id, state = client.trigger_and_wait("platform_smoke", timeout=300)
     assert state == "success", client.task_states("platform_smoke", run_id)
-    body = lake.get_bytes(
-        stack.DATA_REPO_BUCKET_NAME, f"smoke/{run_id}.json", lake.s3_client(stack)
-    )
+    body = lake.Lake(stack).get(f"smoke/{run_id}.json")
     assert f'"run_id": "{run_id}"' in body.decode()
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import build
-from mlplatform.ingest import Delivery, seed_file
+from mlplatform.build import RawDelivery, build
+from mlplatform.ingest import seed_file
+from mlplatform.settings import Settings
+from mlplatform.spec import SPEC
 from mlplatform.training import evaluate, fit, search, split_xy
 
 SEED = 42
@@ -17,8 +18,8 @@ SEED = 42
 
 @pytest.fixture(scope="module")
 def splits() -> dict[str, pd.DataFrame]:
-    raw = seed_file("cleveland").read_bytes()
-    built = build([(Delivery("cleveland", "landing/cleveland/x", "-"), raw)], SEED, 0.2)
+    raw = seed_file("cleveland", Settings()).read_bytes()
+    built = build([RawDelivery("cleveland", "landing/cleveland/x", "-", raw)], SEED, 0.2)
     return {name: df[[*SPEC.feature_names, SPEC.target]] for name, df in built.splits.items()}
 
 

@@ -18,7 +18,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
     s = get_settings()
     try:
-        key, new = deliver(args.source, Path(args.file) if args.file else None, s)
+        key, new = deliver(args.source, s, Path(args.file) if args.file else None)
     except (ValueError, FileNotFoundError) as err:
         raise PlatformError(str(err)) from err
     where = f"s3://{s.DATA_REPO_BUCKET_NAME}/{key}"
@@ -31,7 +31,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 def cmd_withdraw(args: argparse.Namespace) -> int:
     from mlplatform.ingest import withdraw
 
-    keys = withdraw(args.source)
+    keys = withdraw(args.source, get_settings())
     print("\n".join(f"removed {k}" for k in keys) or f"nothing delivered for {args.source}")
     return 0
 
@@ -56,7 +56,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from mlplatform.lineage import format_lineage, lineage
 
     try:
-        info = lineage(args.alias)
+        info = lineage(get_settings(), args.alias)
     except LookupError as err:
         raise PlatformError(str(err)) from err
     print(json.dumps(info, indent=2, default=str) if args.json else format_lineage(info))
@@ -71,7 +71,7 @@ def demo_step(settings: Settings) -> None:
     seed_landing(settings)
     trigger("etl", settings)
     trigger("train", settings)
-    print(format_lineage(lineage(settings=settings)))
+    print(format_lineage(lineage(settings)))
     print(
         f"\nMLflow experiment: {settings.mlflow_tracking_uri}   Airflow DAGs: {settings.airflow_url}/dags"
     )
@@ -81,17 +81,18 @@ def retrain_demo_step(settings: Settings) -> None:
     """A new hospital's file arrives: ETL, then retraining starts by itself (Asset)."""
     from mlplatform import registry
     from mlplatform.airflow_client import AirflowClient
-    from mlplatform.dataset import SPEC
-    from mlplatform.ingest import deliver, deliveries
+    from mlplatform.ingest import deliver, read_deliveries
+    from mlplatform.lake import Lake
     from mlplatform.lineage import format_lineage, lineage
+    from mlplatform.spec import SPEC
 
-    delivered = {d.source for d in deliveries(settings)}
+    delivered = {d.source for d in read_deliveries(Lake(settings))}
     pending = [source for source in SPEC.deliveries if source not in delivered]
     client = AirflowClient(settings)
     client.wait_for_dag("retrain")
     seen = {r["dag_run_id"] for r in client.runs("retrain")}
     if pending:
-        deliver(pending[0], settings=settings)
+        deliver(pending[0], settings)
         print(f"delivered {pending[0]} into the landing zone; running the ETL")
         trigger("etl", settings)
         run = client.wait_for_new_run("retrain", seen, timeout=600)
@@ -102,18 +103,18 @@ def retrain_demo_step(settings: Settings) -> None:
         trigger("retrain", settings)
     challenger = registry.get_alias(registry.CHALLENGER, settings)
     if challenger is not None:
-        run = registry.configure(settings).get_run(challenger.tags["training_run_id"])
-        scores = run.data.metrics
+        run = registry.configure(settings).get_run(challenger.tags[registry.TRAINING_RUN_TAG])
+        scores, metric = run.data.metrics, f"test_{SPEC.optimise_metric}"
         print(
-            f"on the same test split: champion F1 {scores['champion_test_f1']:.3f}, "
-            f"challenger (version {challenger.version}) F1 {scores['challenger_test_f1']:.3f}, "
+            f"on the same test split: champion {metric} {scores['champion_' + metric]:.3f}, "
+            f"challenger (version {challenger.version}) {scores['challenger_' + metric]:.3f}, "
             f"margin {settings.PROMOTION_MARGIN} -> decision: {challenger.tags.get('decision')}"
         )
-    print(format_lineage(lineage(settings=settings)))
+    print(format_lineage(lineage(settings)))
 
 
 def register(subparsers: Any) -> None:
-    from mlplatform.dataset import SPEC
+    from mlplatform.spec import SPEC
 
     p = subparsers.add_parser("deliver", help="drop a hospital's file into the landing zone")
     p.add_argument("source", help=f"source name: {', '.join(SPEC.deliveries)}, or any with --file")

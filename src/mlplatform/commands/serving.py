@@ -52,7 +52,7 @@ def wait_for_version(settings: Settings, version: str, timeout: float = 120) -> 
 def predict_example(settings: Settings) -> dict[str, Any]:
     import httpx
 
-    from mlplatform.serving.app import API_KEY_HEADER
+    from mlplatform.serving.guard import API_KEY_HEADER
     from mlplatform.serving.schemas import example_patient
 
     wait_ready(settings)
@@ -67,32 +67,35 @@ def predict_example(settings: Settings) -> dict[str, Any]:
 
 
 def drop_batch(settings: Settings, rows: int, bad_rows: int, path: Path | None = None) -> str:
-    """Upload `path`, or `rows` synthetic patients plus `bad_rows` invalid ones, to batch/incoming/."""
+    """Upload `path`, or `rows` synthetic rows plus `bad_rows` invalid ones, to batch/incoming/."""
     import pandas as pd
 
-    from mlplatform.batch import drop_file
-    from mlplatform.lake import put_bytes_atomic
-    from mlplatform.layout import BATCH_INCOMING
-    from mlplatform.serving.samples import synthetic_features
+    from mlplatform.lake import Lake
+    from mlplatform.spec import SPEC
+    from mlplatform.store import DataStore
+    from mlplatform.synthetic import synthetic_features
 
+    store = DataStore(Lake(settings))
     if path is not None:
-        return put_bytes_atomic(
-            settings.DATA_REPO_BUCKET_NAME, f"{BATCH_INCOMING}{path.name}", path.read_bytes()
-        )
+        return store.drop_batch_file(path.name, path.read_bytes())
     frame = synthetic_features(rows, seed=int(time.time()), missing_rate=0.02)
     bad = synthetic_features(bad_rows, seed=1).astype(object)
-    bad["age"] = "not a number"
-    bad["cp"] = 9
+    first, second = SPEC.numeric[0].name, SPEC.categorical[0].name
+    bad[first] = "not a number"
+    bad[second] = max(SPEC.categorical[0].codes) + 7  # not a code
     frame = pd.concat([frame, bad], ignore_index=True)
-    return drop_file(frame, f"patients-{time.strftime('%Y%m%d-%H%M%S')}.csv", settings)
+    name = f"rows-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    return store.drop_batch_file(name, frame.to_csv(index=False).encode())
 
 
 def serving_step(settings: Settings) -> None:
     """`make demo`: one prediction from the running service, one batch run, the page URL."""
     from mlplatform import registry
     from mlplatform.airflow_client import AirflowClient
-    from mlplatform.batch import read_output
+    from mlplatform.lake import Lake
+    from mlplatform.store import DataStore
 
+    store = DataStore(Lake(settings))
     champion = registry.get_champion(settings)
     if champion is not None:  # the service picks up a new champion within its poll interval
         wait_for_version(settings, champion.version)
@@ -100,11 +103,10 @@ def serving_step(settings: Settings) -> None:
     key = drop_batch(settings, rows=200, bad_rows=2)
     print(f"dropped s3://{settings.DATA_REPO_BUCKET_NAME}/{key}; running the batch_predict DAG")
     AirflowClient(settings).run("batch_predict", timeout=600)
-    from mlplatform.batch import output_prefix
-
-    out = read_output(output_prefix(key), settings)
-    rejected = read_output(output_prefix(key), settings, kind="rejected")
-    print(f"{len(out)} rows scored, {len(rejected)} rejected, under {output_prefix(key)}")
+    prefix = store.latest_batch_output(key)
+    out = store.read_batch_output(prefix)
+    rejected = store.read_batch_output(prefix, kind="rejected")
+    print(f"{len(out)} rows scored, {len(rejected)} rejected, under {prefix}")
     print(out.head(3).to_string(index=False))
     print(f"\nWeb page: {settings.fastapi_url}/   API docs: {settings.fastapi_url}/docs")
 
@@ -123,8 +125,13 @@ def cmd_batch_drop(args: argparse.Namespace) -> int:
 
 def cmd_batch_run(args: argparse.Namespace) -> int:
     from mlplatform.batch import run
+    from mlplatform.inference.loading import load_champion
+    from mlplatform.lake import Lake
+    from mlplatform.store import DataStore
 
-    for result in run(get_settings()):
+    s = get_settings()
+    results = run(DataStore(Lake(s)), lambda: load_champion(s, fast=False), s.BATCH_CHUNK_ROWS)
+    for result in results:
         print(
             f"{result.input_key}: {result.scored} scored, {result.rejected} rejected -> "
             f"{result.output_prefix}"

@@ -1,32 +1,32 @@
 """FastAPI prediction service: the registry's champion over REST, plus a web page.
 
-Endpoints: POST /predict, POST /predict/batch, GET /health, /ready, /model,
-/metrics and the page at /. The model comes from a background watcher
-(`serving.model.ModelHolder`); requests only read the holder's current model.
+Endpoints: POST /predict, POST /predict/batch, GET /health, /ready, /model, /metrics and the
+page at /. The model comes from a background watcher (`serving.watcher.ModelHolder`);
+requests only read the holder's current model. Dependencies live in `serving.deps`.
 """
 
 import gc
-import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request
+from mlplatform.inference.contract import LABEL_NAMES
+from mlplatform.inference.loading import LoadedModel, no_champion_message
+from mlplatform.lake import Lake
+from mlplatform.serving.deps import CurrentModel, document_api_key
+from mlplatform.serving.guard import RequestGuard
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
-from mlplatform.serving.model import LoadedModel, ModelHolder, configure_mlflow_client_env
 from mlplatform.serving.page import render_page
 from mlplatform.serving.prediction_log import PredictionLog
 from mlplatform.serving.schemas import (
-    LABEL_NAMES,
     BatchPrediction,
     ModelInfo,
     Patient,
@@ -34,35 +34,42 @@ from mlplatform.serving.schemas import (
     batch_request_model,
     rows_to_matrix,
 )
+from mlplatform.serving.watcher import ModelHolder, configure_mlflow_client_env
 from mlplatform.settings import Settings, get_settings
+from mlplatform.spec import SPEC
+from mlplatform.store import DataStore
 
-log = logging.getLogger(__name__)
-API_KEY_HEADER = "X-API-Key"
+PREDICTION_PATHS = ("/predict",)
+# An error names the field and the row; a value longer than this is cut, never echoed whole.
+MAX_ECHO_CHARS = 40
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf echoed back in an error would make the 422 itself fail to serialise."""
+def _short(value: Any) -> Any:
+    """A value fit to echo in an error: finite, and cut to a few dozen characters."""
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else text[:MAX_ECHO_CHARS] + "..."
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 body (`detail`: one entry per field at fault, with its location)."""
+    """FastAPI's 422 body (`detail`: one entry per field at fault, with its location), with
+    each echoed input cut short so a large body never comes back whole."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
-
-
-def no_champion_message(settings: Settings) -> str:
-    return (
-        f"No champion model yet: the registry has no '{settings.REGISTERED_MODEL_NAME}@champion'. "
-        f"Run the training DAG `train` in Airflow ({settings.airflow_url}) or `make demo`; "
-        f"this service picks the champion up within {settings.MODEL_POLL_SECONDS:g} s."
-    )
+    detail = [
+        {
+            "type": e.get("type"),
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", ""))[:300],
+            **({"input": _short(e["input"])} if "input" in e else {}),
+        }
+        for e in errors[:20]
+    ]
+    if len(errors) > 20:
+        detail.append({"type": "too_many_errors", "loc": [], "msg": f"{len(errors) - 20} more"})
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
 
 def freeze_heap() -> None:
@@ -77,10 +84,10 @@ def freeze_heap() -> None:
 
 
 def create_app(
-    settings: Settings | None = None, holder: ModelHolder | None = None, background: bool = True
+    settings: Settings, holder: ModelHolder | None = None, background: bool = True
 ) -> FastAPI:
-    """The service. Tests pass a `holder` with a model and `background=False` (no watcher)."""
-    s = settings or get_settings()
+    """The service. Tests pass a `holder` with a model and `background=False` (no threads)."""
+    s = settings
     serving_metrics = ServingMetrics(CollectorRegistry())
     holder = holder or ModelHolder(s)
 
@@ -91,23 +98,24 @@ def create_app(
     holder.on_swap = model_swapped
     if holder.current is not None:
         serving_metrics.model_swapped(holder.current)
-    prediction_log = PredictionLog(s)
+    prediction_log = PredictionLog(DataStore(Lake(s)), s.PREDICTION_LOG_FLUSH_SECONDS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if background:
-            configure_mlflow_client_env()
+            configure_mlflow_client_env(s)
             await run_in_threadpool(holder.poll_once)  # serve the champion from the first request
             freeze_heap()  # the imports, also when there is no champion yet
             holder.start()
             prediction_log.start()
         yield
         if background:
-            holder.stop()
+            # Flush first: it is what a shutdown can lose; the watcher has nothing to save.
             await run_in_threadpool(prediction_log.stop)
+            holder.stop()
 
     app = FastAPI(
-        title="ML Models and something more Inc. — heart disease prediction API",
+        title=f"ML Models and something more Inc. — {SPEC.display_name.lower()} prediction API",
         description="Serves the model registry's `champion`. The web page is at `/`.",
         version="1",
         lifespan=lifespan,
@@ -116,26 +124,11 @@ def create_app(
     app.state.holder = holder
     app.state.prediction_log = prediction_log
     app.state.settings = s
-
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
-
-    key_header = APIKeyHeader(
-        name=API_KEY_HEADER, auto_error=False, description="set when API_KEY is"
+    # Added last, so it runs first: a refused request costs no metrics work either.
+    app.add_middleware(
+        RequestGuard, api_key=s.API_KEY, max_body_bytes=s.MAX_BODY_BYTES, protected=PREDICTION_PATHS
     )
-
-    # Dependencies are `async def`: FastAPI runs a plain `def` one in the threadpool, and
-    # those two thread hops cost more than the whole prediction.
-    async def require_key(key: str | None = Security(key_header)) -> None:
-        if s.API_KEY and not (key and secrets.compare_digest(key, s.API_KEY)):
-            raise HTTPException(401, f"missing or wrong API key in the {API_KEY_HEADER} header")
-
-    async def _current_model() -> LoadedModel:
-        model = holder.current  # read once: this request finishes on this model
-        if model is None:
-            raise HTTPException(503, no_champion_message(s))
-        return model
-
-    CurrentModel = Annotated[LoadedModel, Depends(_current_model)]
 
     async def score(model: LoadedModel, endpoint: str, rows: list[Any]) -> list[dict[str, Any]]:
         """Predictions as plain dicts: they are built from trusted values, so the handlers
@@ -162,27 +155,37 @@ def create_app(
 
     responses: dict[int | str, dict[str, Any]] = {
         401: {"description": "API key missing or wrong (only when API_KEY is set)"},
+        413: {"description": f"Request body over MAX_BODY_BYTES ({s.MAX_BODY_BYTES} bytes)"},
         503: {"description": "No champion model yet"},
     }
 
     # Prediction routes: API key when configured, 503 without a champion.
-    predicts = APIRouter(dependencies=[Depends(require_key)], responses=responses)
+    predicts = APIRouter(dependencies=[Depends(document_api_key)], responses=responses)
 
     # response_model documents the answer; returning a Response skips FastAPI's re-validation.
     @predicts.post("/predict", response_model=Prediction)
     async def predict(patient: Patient, model: CurrentModel) -> JSONResponse:  # type: ignore[valid-type]
-        """Predict heart disease for one patient."""
+        """Predict for one row of raw features."""
         return JSONResponse((await score(model, "predict", [patient]))[0])
 
     BatchRequest = batch_request_model(s.MAX_BATCH_ROWS)
 
     @predicts.post("/predict/batch", response_model=BatchPrediction)
     async def predict_batch(body: BatchRequest, model: CurrentModel) -> JSONResponse:  # type: ignore[valid-type]
-        """Predict for up to MAX_BATCH_ROWS patients; an error names the row and the field."""
+        """Predict for up to MAX_BATCH_ROWS rows; an error names the row and the field."""
         rows = body.rows  # type: ignore[attr-defined]
         return JSONResponse({"predictions": await score(model, "predict_batch", rows)})
 
     app.include_router(predicts)
+
+    def background_problems() -> dict[str, str]:
+        found = {
+            "registry": holder.registry_error or holder.watcher.error,
+            "prediction_log": prediction_log.error,
+        }
+        if background and not holder.watcher.alive:
+            found["registry"] = "the model watcher thread is not running"
+        return {k: v for k, v in found.items() if v}
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -201,16 +204,7 @@ def create_app(
     async def ready() -> JSONResponse:
         """200 when a model is loaded ("degraded" if the registry or S3 is unreachable), else 503."""
         model = holder.current
-        serving_metrics.log_buffered.set(prediction_log.buffered)
-        serving_metrics.log_dropped.set(prediction_log.dropped)
-        problems = {
-            k: v
-            for k, v in {
-                "registry": holder.registry_error,
-                "prediction_log": prediction_log.error,
-            }.items()
-            if v
-        }
+        problems = background_problems()
         if model is None:
             return JSONResponse(
                 {"status": "no_model", "detail": no_champion_message(s), **problems},
@@ -235,4 +229,7 @@ def create_app(
     return app
 
 
-app = create_app()
+def app_factory() -> FastAPI:
+    """The entrypoint's app (`uvicorn --factory mlplatform.serving.app:app_factory`): settings
+    are read here, at the edge, once."""
+    return create_app(get_settings())

@@ -1,4 +1,4 @@
-"""The web page: a form for the 13 features (built from SPEC), the result and the model info.
+"""The web page: a form for the raw features (built from the spec), the result and the model info.
 
 Plain HTML and a few lines of JavaScript calling the same /predict and /model the
 API users call, so the page can never disagree with the API.
@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from html import escape
 
-from mlplatform.heart_disease import CategoricalFeature, NumericFeature
-from mlplatform.serving.schemas import FEATURE_SPECS, FEATURES, describe, example_patient
+from mlplatform.dataset import CategoricalFeature, NumericFeature
+from mlplatform.serving.schemas import describe, example_patient
+from mlplatform.spec import SPEC
 
 
 def _input(feature: NumericFeature | CategoricalFeature, value: float | int) -> str:
@@ -82,7 +83,7 @@ small{color:#555}#result{margin:1rem 0;padding:.8rem;white-space:pre-wrap}
 @lru_cache
 def render_page(auth_enabled: bool) -> str:
     example = example_patient()
-    fields = "\n".join(_input(FEATURE_SPECS[n], example[n]) for n in FEATURES)
+    fields = "\n".join(_input(f, example[f.name]) for f in SPEC.features)
     key_input = (
         '<label for="api_key"><b>API key</b> <small>sent as X-API-Key</small></label>'
         '<input id="api_key" type="password">'
@@ -90,10 +91,10 @@ def render_page(auth_enabled: bool) -> str:
         else '<input id="api_key" type="hidden" value="">'
     )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Heart disease prediction</title>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(SPEC.display_name)} prediction</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
-<body><h1>Heart disease prediction</h1>
-<p>Enter one patient's features; the current champion model answers.
+<body><h1>{escape(SPEC.display_name)} prediction</h1>
+<p>Enter one row's features; the current champion model answers.
 API docs: <a href="docs">/docs</a>.</p>
 <form id="patient">{fields}
 {key_input}

@@ -1,7 +1,7 @@
 """Every online prediction, buffered in memory and flushed to the data lake.
 
 The request path only appends to a deque; a background thread writes Parquet files
-under `layout.PREDICTION_LOG` (partitioned by date) every few seconds, atomically.
+under `store.PREDICTION_LOG` (partitioned by date) every few seconds, atomically.
 When S3 is down the records stay buffered (bounded; the oldest are dropped and
 counted) and the next flush retries.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform import layout
+from mlplatform.inference.contract import FEATURES
 from mlplatform.serving.background import Periodic
-from mlplatform.serving.schemas import FEATURES
-from mlplatform.settings import Settings
+from mlplatform.store import DataStore
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +35,13 @@ COLUMNS = [
 ]
 
 
-def log_key(now: datetime) -> str:
-    return (
-        f"{layout.PREDICTION_LOG}date={now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
-    )
-
-
 class PredictionLog:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, store: DataStore, flush_seconds: float) -> None:
+        self.store = store
         self._buffer: deque[tuple[Any, ...]] = deque(maxlen=MAX_BUFFERED)
         self._lock = threading.Lock()
-        self._flusher = Periodic(
-            "prediction-log", self.flush, lambda: self.settings.PREDICTION_LOG_FLUSH_SECONDS, False
-        )
+        self._flusher = Periodic("prediction-log", self.flush, lambda: flush_seconds, False)
         self.dropped = 0
-        self.written = 0
         self.error: str | None = None
 
     def record(
@@ -80,8 +69,6 @@ class PredictionLog:
 
     def flush(self) -> int:
         """Write what is buffered as one Parquet file; on failure keep it for the next try."""
-        from mlplatform.lake import write_parquet_atomic
-
         with self._lock:
             records = list(self._buffer)
             self._buffer.clear()
@@ -89,9 +76,7 @@ class PredictionLog:
             return 0
         frame = pd.DataFrame.from_records(records, columns=COLUMNS)
         try:
-            write_parquet_atomic(
-                frame, self.settings.DATA_REPO_BUCKET_NAME, log_key(datetime.now(UTC))
-            )
+            self.store.write_prediction_log(frame, datetime.now(UTC))
         except Exception as err:  # S3 down: put them back in front, keep serving
             with self._lock:
                 room = MAX_BUFFERED - len(self._buffer)
@@ -101,7 +86,6 @@ class PredictionLog:
             log.warning("prediction log flush failed: %s", self.error)
             return 0
         self.error = None
-        self.written += len(records)
         return len(records)
 
     def start(self) -> None:

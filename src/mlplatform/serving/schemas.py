@@ -1,9 +1,10 @@
-"""Request and response models, built from the dataset SPEC.
+"""Request and response models, built from the dataset spec.
 
-Ranges, codes and descriptions come from `mlplatform.dataset.SPEC`, so the API,
-the web form and the batch job validate exactly the same way. `null` means
-"unknown": the pipeline imputes it, as it does in training. A missing key, a
-wrong type, NaN/inf, an out-of-range value or an unknown code is a 422.
+Ranges, codes and descriptions come from the spec (`mlplatform.spec.SPEC`), so the API,
+the web form and the batch job validate exactly the same way. `null` means "unknown": the
+pipeline imputes it, as it does in training, up to the training rule's number of unknown
+features. A missing key, a wrong type, NaN/inf, an out-of-range value, an unknown code or too
+many unknowns is a 422.
 """
 
 from __future__ import annotations
@@ -13,16 +14,11 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from mlplatform.dataset import SPEC
-from mlplatform.heart_disease import CategoricalFeature, NumericFeature
-
-FEATURES: tuple[str, ...] = SPEC.feature_names
-LABEL_NAMES = {0: SPEC.negative_label, 1: SPEC.positive_label}
-_ALL_FEATURES: list[NumericFeature | CategoricalFeature] = [*SPEC.numeric, *SPEC.categorical]
-FEATURE_SPECS = {f.name: f for f in _ALL_FEATURES}
+from mlplatform.dataset import CategoricalFeature, DatasetSpec, NumericFeature
+from mlplatform.inference.contract import too_many_unknown_message
+from mlplatform.spec import SPEC
 
 
 def _example_value(feature: NumericFeature | CategoricalFeature) -> float | int:
@@ -32,9 +28,9 @@ def _example_value(feature: NumericFeature | CategoricalFeature) -> float | int:
     return round(middle) if feature.integer else round(middle, 1)
 
 
-def example_patient() -> dict[str, Any]:
+def example_patient(spec: DatasetSpec = SPEC) -> dict[str, Any]:
     """One valid request body: mid-range values and the first code of each feature."""
-    return {name: _example_value(FEATURE_SPECS[name]) for name in FEATURES}
+    return {f.name: _example_value(f) for f in spec.features}
 
 
 def describe(feature: NumericFeature | CategoricalFeature) -> str:
@@ -62,25 +58,45 @@ def _field(feature: NumericFeature | CategoricalFeature) -> tuple[Any, Any]:
 # strict: "63" is a wrong type, not 63; extra keys and NaN/inf are refused.
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-Patient: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "Patient",
-    __config__=ConfigDict(**_STRICT, json_schema_extra={"examples": [example_patient()]}),
-    __doc__="One patient's 13 raw features. Every key is required; null means unknown.",
-    **{name: _field(FEATURE_SPECS[name]) for name in FEATURES},
-)
+
+@lru_cache
+def patient_model(spec: DatasetSpec = SPEC) -> type[BaseModel]:
+    """One row's raw features as a request body. Every key is required; null means unknown."""
+
+    def not_too_many_unknown(row: BaseModel) -> BaseModel:
+        # The training rule: such rows are dropped from training, so the model cannot answer.
+        if sum(getattr(row, n) is None for n in spec.feature_names) > spec.max_missing_features:
+            raise ValueError(too_many_unknown_message(spec))
+        return row
+
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        "Patient",
+        __config__=ConfigDict(**_STRICT, json_schema_extra={"examples": [example_patient(spec)]}),
+        __doc__=f"One row's {len(spec.feature_names)} raw features. Every key is required; "
+        "null means unknown.",
+        __validators__={
+            "not_too_many_unknown": model_validator(mode="after")(not_too_many_unknown)
+        },
+        **{f.name: _field(f) for f in spec.features},
+    )
+    return model
+
+
+Patient = patient_model(SPEC)
 
 
 @lru_cache
-def batch_request_model(max_rows: int) -> type[BaseModel]:
-    """`{"rows": [...]}` with at most `max_rows` patients (MAX_BATCH_ROWS)."""
+def batch_request_model(max_rows: int, spec: DatasetSpec = SPEC) -> type[BaseModel]:
+    """`{"rows": [...]}` with at most `max_rows` rows (MAX_BATCH_ROWS)."""
+    row = patient_model(spec)
     return create_model(
         "BatchRequest",
         __config__=ConfigDict(
-            **_STRICT, json_schema_extra={"examples": [{"rows": [example_patient()]}]}
+            **_STRICT, json_schema_extra={"examples": [{"rows": [example_patient(spec)]}]}
         ),
         rows=(
-            list[Patient],  # type: ignore[valid-type]
-            Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} patients"),
+            list[row],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} rows"),
         ),
     )
 
@@ -109,55 +125,10 @@ class ModelInfo(BaseModel):
     backend_reason: str
 
 
-def rows_to_matrix(rows: list[BaseModel]) -> np.ndarray:
-    """Validated patients as a float matrix in FEATURES order; None becomes NaN."""
+def rows_to_matrix(rows: list[BaseModel], spec: DatasetSpec = SPEC) -> np.ndarray:
+    """Validated rows as a float matrix in feature order; None becomes NaN."""
+    names = spec.feature_names
     return np.array(
-        [[np.nan if (v := getattr(r, n)) is None else v for n in FEATURES] for r in rows],
+        [[np.nan if (v := getattr(r, n)) is None else v for n in names] for r in rows],
         dtype=np.float64,
     )
-
-
-def invalid_reasons(frame: pd.DataFrame) -> pd.Series:
-    """Per row, why it is invalid ('' when valid): the Patient rules, vectorised for batch files.
-
-    NaN is allowed (unknown, imputed); a value that is not a number is not. The checks are
-    numpy masks over whole columns; text is built only for the (few) rows that fail.
-    """
-    n = len(frame)
-    problems: list[tuple[np.ndarray, str]] = []  # (rows at fault, reason), in reporting order
-    for name in FEATURES:
-        if name not in frame.columns:
-            problems.append((np.ones(n, dtype=bool), f"{name}: missing column"))
-            continue
-        raw = frame[name]
-        values = _numeric(raw)
-        present = ~np.isnan(values)
-        problems.append((~present & raw.notna().to_numpy(), f"{name}: not a number"))
-        feature = FEATURE_SPECS[name]
-        if isinstance(feature, CategoricalFeature):
-            codes = list(feature.codes)
-            problems.append((present & ~np.isin(values, codes), f"{name}: not one of {codes}"))
-            continue
-        problems.append((present & np.isinf(values), f"{name}: infinite"))
-        with np.errstate(invalid="ignore"):
-            out = present & ((values < feature.minimum) | (values > feature.maximum))
-            problems.append((out, f"{name}: outside {feature.minimum:g}..{feature.maximum:g}"))
-            if feature.integer:
-                problems.append((present & ~out & (values % 1 != 0), f"{name}: not an integer"))
-    reasons = np.full(n, "", dtype=object)
-    bad = np.logical_or.reduce([mask for mask, _ in problems]) if problems else np.zeros(n, bool)
-    for row in np.flatnonzero(bad):
-        reasons[row] = "; ".join(text for mask, text in problems if mask[row])
-    return pd.Series(reasons, index=frame.index, dtype=object)
-
-
-def _numeric(column: pd.Series) -> np.ndarray:
-    """A column as float64, NaN where it is missing or not a number (cheap when numeric)."""
-    if column.dtype.kind in "fiu":
-        return column.to_numpy(np.float64, na_value=np.nan)
-    return pd.to_numeric(column, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-
-
-def features_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """The FEATURES columns of a (validated) frame as float64, NaN for unknown."""
-    return np.column_stack([_numeric(frame[name]) for name in FEATURES])

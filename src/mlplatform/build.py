@@ -1,0 +1,156 @@
+"""The dataset build: from raw deliveries to a cleaned, split dataset version, in memory.
+
+validate -> clean -> split -> version digest. Pure: no I/O (the ETL reads the deliveries
+through `mlplatform.ingest` and writes the version through `mlplatform.store`).
+
+Cleaning rule (also in the README):
+1. the spec's missing marker (`?`) and its "not measured" codes (cholesterol 0) are missing;
+2. rows failing validation (text in a numeric column, out of range, unknown code) go to
+   the quarantine with the reason;
+3. exact duplicate rows (all raw columns, across deliveries) are kept once;
+4. the target is binary: raw target > 0;
+5. a row missing more than `max_missing_features` features is dropped (and quarantined with
+   that reason); the remaining gaps stay missing and are imputed inside the model Pipeline,
+   fitted on the training split only, so no test data leaks into it.
+
+The dataset version is a digest of the clean content plus the split rule, so the same
+deliveries always give the same version and a re-run publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.dataset import DatasetSpec
+from mlplatform.spec import SPEC
+from mlplatform.store import ROW_ID, SOURCE, SPLIT_NAMES
+from mlplatform.validation import REASON, parse_delivery, validate
+
+
+@dataclass(frozen=True)
+class RawDelivery:
+    """One delivered file: where it came from, its digest and its bytes."""
+
+    source: str
+    key: str
+    md5: str
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class Built:
+    """A dataset version held in memory, before it is written."""
+
+    version: str
+    clean: pd.DataFrame
+    splits: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    counts: dict[str, int]
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def frame_digest(df: pd.DataFrame) -> str:
+    """Digest of a frame's content, independent of row order and of the Parquet writer."""
+    ordered = df.sort_values(list(df.columns)).reset_index(drop=True)
+    return hashlib.sha256(ordered.to_csv(index=False).encode()).hexdigest()
+
+
+def row_ids(typed: pd.DataFrame, spec: DatasetSpec = SPEC) -> pd.Series:
+    """A stable id per row: the digest of its raw values."""
+    lines = typed[list(spec.raw_columns)].to_csv(header=False, index=False, na_rep="")
+    text = pd.Series(lines.splitlines(), index=typed.index)
+    return text.map(lambda row: hashlib.sha256(row.encode()).hexdigest()[:16])
+
+
+def assign_split(ids: pd.Series, seed: int, test_fraction: float) -> pd.Series:
+    """Hash-based split: a row's split depends only on its id and the seed, never on which
+    other rows exist, so it keeps its split in every later dataset version. The hash is
+    independent of the label, so each class is split in the same proportion in expectation."""
+    unit = ids.map(
+        lambda i: int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:13], 16) / 16**13
+    )
+    return pd.Series(np.where(unit < test_fraction, "test", "train"), index=ids.index)
+
+
+def validate_all(raw: list[RawDelivery], spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate every delivery; raises DeliveryRejected on the first wrongly shaped one."""
+    valid, rejected = [], []
+    for delivery in raw:
+        result = validate(parse_delivery(delivery.data, delivery.key, spec), delivery.key, spec)
+        valid.append(result.valid.assign(**{SOURCE: delivery.source}))
+        rejected.append(result.rejected.assign(**{SOURCE: delivery.source}))
+    return pd.concat(valid, ignore_index=True), pd.concat(rejected, ignore_index=True)
+
+
+def too_sparse(features: pd.DataFrame, max_missing: int) -> pd.Series:
+    """Rows missing more than `max_missing` features: training drops them, serving refuses them."""
+    return features.isna().sum(axis=1) > max_missing
+
+
+def clean(valid: pd.DataFrame, spec: DatasetSpec = SPEC) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Dedupe, binary target, drop rows with too many gaps. Returns (clean, dropped, n_dupes)."""
+    df = valid.assign(**{ROW_ID: row_ids(valid, spec)})
+    before = len(df)
+    df = df.drop_duplicates(subset=ROW_ID, keep="first")
+    duplicates = before - len(df)
+    df[spec.target] = (df[spec.raw_target] > 0).astype(int)
+    features = df[list(spec.feature_names)]
+    sparse = too_sparse(features, spec.max_missing_features)
+    missing = features.isna().sum(axis=1)
+    dropped = df[sparse].assign(
+        **{
+            REASON: missing[sparse].map(
+                lambda n: (
+                    f"{n} of {len(spec.feature_names)} features missing "
+                    f"(more than {spec.max_missing_features})"
+                )
+            )
+        }
+    )
+    columns = [ROW_ID, SOURCE, *spec.feature_names, spec.target]
+    kept = df[~sparse][columns].sort_values(ROW_ID).reset_index(drop=True)
+    return kept, dropped, duplicates
+
+
+def build(
+    raw: list[RawDelivery], seed: int, test_fraction: float, spec: DatasetSpec = SPEC
+) -> Built:
+    """Everything from raw deliveries to a dataset version, in memory."""
+    valid, rejected = validate_all(raw, spec)
+    kept, dropped, duplicates = clean(valid, spec)
+    split = assign_split(kept[ROW_ID], seed, test_fraction)
+    splits = {name: kept[split == name].reset_index(drop=True) for name in SPLIT_NAMES}
+    rule = f"seed={seed};test_fraction={test_fraction};max_missing={spec.max_missing_features}"
+    digest = hashlib.sha256((frame_digest(kept) + rule).encode()).hexdigest()
+    text = lambda df: df.astype("string")  # noqa: E731  quarantine keeps what was delivered
+    quarantine = pd.concat(
+        [text(rejected), text(dropped[[*spec.raw_columns, SOURCE, REASON]])], ignore_index=True
+    )
+    counts = {
+        "rows_delivered": len(valid) + len(rejected),
+        "rows_invalid": len(rejected),
+        "rows_duplicate": duplicates,
+        "rows_too_sparse": len(dropped),
+        "rows_quarantined": len(quarantine),
+        "rows_clean": len(kept),
+        **{f"rows_{name}": len(df) for name, df in splits.items()},
+    }
+    delivered = [
+        {
+            "source": d.source,
+            "key": d.key,
+            "md5": d.md5,
+            "rows": int((valid[SOURCE] == d.source).sum()),
+        }
+        for d in raw
+    ]
+    return Built(f"v-{digest[:12]}", kept, splits, quarantine, counts, delivered)
+
+
+def missing_stats(df: pd.DataFrame, spec: DatasetSpec = SPEC) -> dict[str, float]:
+    return {f"missing_{c}": round(float(df[c].isna().mean()), 4) for c in spec.feature_names}

@@ -1,0 +1,76 @@
+"""A pure ASGI middleware that bounds what a request may cost before any work is done:
+the API key is checked on the raw header bytes, and a body over the limit gets a 413
+before it is read whole or parsed."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_KEY_HEADER = "X-API-Key"
+_HEADER = API_KEY_HEADER.lower().encode()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """401 without the right key on `protected` paths; 413 for bodies over `max_body_bytes`."""
+
+    def __init__(
+        self, app: ASGIApp, api_key: str, max_body_bytes: int, protected: tuple[str, ...]
+    ) -> None:
+        self.app = app
+        self.key = api_key.encode()
+        self.max_body = max_body_bytes
+        self.protected = protected
+
+    def _authorised(self, scope: Scope) -> bool:
+        if not self.key or not scope["path"].startswith(self.protected):
+            return True
+        sent = next((v for k, v in scope["headers"] if k == _HEADER), b"")
+        return hmac.compare_digest(sent, self.key)  # bytes: any key compares, none raises
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._authorised(scope):
+            await _reply(send, 401, f"missing or wrong API key in the {API_KEY_HEADER} header")
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _reply(send, 413, f"request body over {self.max_body} bytes")
+            return
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def track_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, track_send)
+        except BodyTooLarge:  # a chunked body without a length that grew past the limit
+            if not started:
+                await _reply(send, 413, f"request body over {self.max_body} bytes")
