@@ -12,10 +12,11 @@ always a champion, and the former one keeps `previous_champion`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlplatform.dataset import DatasetSpec
+from mlplatform.records import Record
 from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
 from mlplatform.store import DataStore
@@ -33,7 +34,7 @@ def decide(champion_score: float, challenger_score: float, margin: float) -> str
 
 
 @dataclass(frozen=True)
-class Challenge:
+class Challenge(Record):
     """The record of one champion/challenger comparison (`decision.json`)."""
 
     decision: str
@@ -49,13 +50,6 @@ class Challenge:
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     model_uri: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Challenge:
-        return cls(**data)
 
     def challenger_model(self) -> TrainedModel:
         return TrainedModel(

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mlplatform.lake import Lake
+from mlplatform.records import Record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,7 +85,7 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
-class DatasetMetadata:
+class DatasetMetadata(Record):
     """What `clean/<version>/dataset.json` says of a version."""
 
     dataset_version: str
@@ -101,14 +102,6 @@ class DatasetMetadata:
     # Set only on the manifest: when it was published, and what was current before.
     published_at: str | None = None
     previous_version: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DatasetMetadata:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class DataStore:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlplatform.dataset import DatasetSpec, Param
 from mlplatform.features import build_pipeline
+from mlplatform.records import Record
 from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
 
@@ -59,40 +60,28 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class SearchResult:
-    """What the search hands to the refit: the parent run and the best configuration."""
+class RunConfiguration(Record):
+    """A model configuration chosen in an MLflow run on a dataset version."""
 
     run_id: str
     dataset_version: str
     family: str
     params: dict[str, Any]
-    cv: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchResult:
-        return cls(**data)
 
 
 @dataclass(frozen=True)
-class TrainedModel:
+class SearchResult(RunConfiguration):
+    """What the search hands to the refit: the parent run, the best configuration, its CV."""
+
+    cv: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainedModel(RunConfiguration):
     """A refit, tested and logged model: the hand-off to registration."""
 
-    run_id: str
-    dataset_version: str
-    family: str
-    params: dict[str, Any]
     metrics: dict[str, float]
     model_uri: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainedModel:
-        return cls(**data)
 
 
 def make_pipeline(

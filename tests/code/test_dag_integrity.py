@@ -40,3 +40,23 @@ def test_dag_files_keep_heavy_imports_inside_tasks() -> None:
             line for line in top_level if any(f" {m}" in line or f" {m}." in line for m in heavy)
         ]
         assert not offending, f"{path.name} imports heavy modules at parse time: {offending}"
+
+
+def test_dag_files_import_only_airflow_sdk_the_package_and_the_stdlib() -> None:
+    """The DAG layer's import contract (import-linter checks the package's own layers)."""
+    import ast
+    import sys
+
+    allowed_roots = {"airflow", "mlplatform", "common"} | set(sys.stdlib_module_names)
+    for path in DAGS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed_roots, f"{path.name} imports {name}"
+                if name.startswith("airflow"):
+                    assert name.startswith("airflow.sdk"), f"{path.name} imports {name}"

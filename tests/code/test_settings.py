@@ -125,9 +125,7 @@ def test_cli_prints_one_line_for_dev_secrets_in_production(
     finally:
         get_settings.cache_clear()
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1 and err[0].startswith("error: ") and "refuses a dev-default" in err[0]
-    )
+    assert len(err) == 1 and err[0].startswith("error: ") and "refuses a dev-default" in err[0]
 
 
 def test_service_env_configures_airflow_and_mlflow_from_the_settings(
