@@ -97,20 +97,15 @@ def find_version(settings: Settings, run_id: str) -> ModelVersion | None:
 def register(uri: str, run_id: str, tags: dict[str, Any], settings: Settings) -> ModelVersion:
     """Register a logged model with all its tags in one call. Idempotent: a retry finds the
     version its training run registered instead of registering a duplicate."""
-    from mlflow.exceptions import MlflowException
+    import mlflow
 
     found = find_version(settings, run_id)
     if found is not None:
         return found
     client = configure(settings)
     name = settings.REGISTERED_MODEL_NAME
-    try:
-        client.create_registered_model(name)
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
     all_tags = {**{k: str(v) for k, v in tags.items()}, TRAINING_RUN_TAG: run_id}
-    version = client.create_model_version(name, uri, run_id=run_id, tags=all_tags)
+    version = mlflow.register_model(uri, name, tags=all_tags)
     return client.get_model_version(name, version.version)
 
 
