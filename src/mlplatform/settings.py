@@ -25,6 +25,7 @@ DEV_SECRETS: dict[str, str] = {
     "AIRFLOW_ADMIN_PASSWORD": "airflow",
     "AIRFLOW_JWT_SECRET": "dev-jwt-secret-change-me-in-production",
     "AIRFLOW_FERNET_KEY": "hU6z1WnKy8VXiCzkb6ZOpJrgzzLAbS0bMGvRQzCA3X4=",
+    "PREDICTION_ID_KEY": "dev-prediction-id-key-change-me",
 }
 
 
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     PREDICTION_LOG_FLUSH_SECONDS: float = 10.0
     # Rows per chunk when the batch job scores a file: bounds its memory.
     BATCH_CHUNK_ROWS: int = 50_000
+    # Signs prediction ids, so /feedback recognises the ids this platform issued (every replica
+    # must share it).
+    PREDICTION_ID_KEY: str = DEV_SECRETS["PREDICTION_ID_KEY"]
+    MAX_FEEDBACK_ROWS: int = 1000
     # A request body over this many bytes gets a 413 before it is read whole or parsed.
     MAX_BODY_BYTES: int = 1_000_000
     # Every S3 and MLflow call is bounded, so a hung server becomes an error (and `degraded`).

@@ -11,7 +11,12 @@ Layout of the data bucket (the README's "Data lake layout" is this module in pro
     manifest/current.json                  which version is current; written after the version
     manifest/announced.json                the last version whose Asset event went out
     batch/{incoming,output,done}/...       batch scoring
-    predictions/log/date=YYYY-MM-DD/...    every online prediction
+    predictions/log/date=YYYY-MM-DD/...    every online prediction, with its prediction_id
+    feedback/received/date=YYYY-MM-DD/...  outcomes posted to /feedback, as received
+    feedback/incoming/<file>.csv           hospitals' bulk outcome files, waiting
+    feedback/done/<file>.csv               bulk files the monitor has taken
+    monitoring/<window>/{summary.json,report.html}   one monitoring run
+    monitoring/latest.json                 the newest summary (the service's gauges read it)
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ BATCH_INCOMING = "batch/incoming/"
 BATCH_OUTPUT = "batch/output/"
 BATCH_DONE = "batch/done/"
 PREDICTION_LOG = "predictions/log/"
+FEEDBACK_RECEIVED = "feedback/received/"
+FEEDBACK_INCOMING = "feedback/incoming/"
+FEEDBACK_DONE = "feedback/done/"
+MONITORING = "monitoring/"
+MONITORING_LATEST = "monitoring/latest.json"
 SPLIT_NAMES = ("train", "test")
 ROW_ID = "row_id"
 SOURCE = "source"
@@ -76,8 +86,9 @@ def batch_done_key(key: str) -> str:
     return BATCH_DONE + key.removeprefix(BATCH_INCOMING)
 
 
-def prediction_log_key(now: datetime) -> str:
-    return f"{PREDICTION_LOG}date={now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
+def dated_key(prefix: str, now: datetime) -> str:
+    """`<prefix>date=YYYY-MM-DD/HHMMSS-<random>.parquet`: partitioned by day, never overwritten."""
+    return f"{prefix}date={now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
 
 
 def _now() -> str:
@@ -225,10 +236,43 @@ class DataStore:
     # prediction log
 
     def write_prediction_log(self, frame: pd.DataFrame, now: datetime) -> str:
-        return self.lake.write_parquet(prediction_log_key(now), frame)
+        return self.lake.write_parquet(dated_key(PREDICTION_LOG, now), frame)
 
-    def prediction_log_keys(self) -> list[str]:
-        return sorted(self.lake.list(PREDICTION_LOG))
+    def read_dated(self, prefix: str, since: datetime, until: datetime) -> pd.DataFrame:
+        """Every Parquet part under a date-partitioned prefix whose day overlaps [since, until]
+        (rows are filtered by the caller on their own timestamps)."""
+        import pandas as pd
+
+        first, last = f"{prefix}date={since:%Y-%m-%d}/", f"{prefix}date={until:%Y-%m-%d}/~"
+        keys = [k for k in self.lake.list(prefix) if first <= k <= last]
+        frames = [self.lake.read_parquet(k) for k in sorted(keys)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # feedback and monitoring
+
+    def write_feedback(self, frame: pd.DataFrame, now: datetime) -> str:
+        return self.lake.write_parquet(dated_key(FEEDBACK_RECEIVED, now), frame)
+
+    def read_feedback(self) -> pd.DataFrame:
+        """Every outcome ever received (the monitor merges duplicates)."""
+        import pandas as pd
+
+        frames = [self.lake.read_parquet(k) for k in sorted(self.lake.list(FEEDBACK_RECEIVED))]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def write_monitoring(self, window: str, summary: dict[str, Any], report_html: bytes) -> str:
+        """The run's report first, its summary next, `latest.json` last: a reader that finds a
+        summary finds its report, and `latest.json` only ever names a complete run."""
+        prefix = f"{MONITORING}{window}/"
+        self.lake.put_atomic(f"{prefix}report.html", report_html, "text/html")
+        self._put_json(f"{prefix}summary.json", summary)
+        self._put_json(MONITORING_LATEST, {**summary, "prefix": prefix})
+        return prefix
+
+    def latest_monitoring(self) -> dict[str, Any] | None:
+        if not self.lake.exists(MONITORING_LATEST):
+            return None
+        return self._get_json(MONITORING_LATEST)
 
     def _put_json(self, key: str, data: dict[str, Any]) -> None:
         self.lake.put_atomic(key, json.dumps(data, indent=2).encode(), "application/json")

@@ -61,6 +61,7 @@ SECRETS = (
     "AIRFLOW_ADMIN_PASSWORD",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_FERNET_KEY",
+    "PREDICTION_ID_KEY",
     "API_KEY",
 )
 REFUSED = r"PLATFORM_ENV=production refuses a dev-default, empty or short .* value of "

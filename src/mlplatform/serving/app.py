@@ -21,7 +21,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from mlplatform.inference.contract import LABEL_NAMES
 from mlplatform.inference.loading import LoadedModel, no_champion_message
 from mlplatform.lake import Lake
+from mlplatform.prediction_ids import new_ids
 from mlplatform.serving.deps import CurrentModel, document_api_key
+from mlplatform.serving.feedback import feedback_router
 from mlplatform.serving.guard import RequestGuard
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
 from mlplatform.serving.page import render_page
@@ -39,7 +41,8 @@ from mlplatform.settings import Settings, get_settings
 from mlplatform.spec import SPEC
 from mlplatform.store import DataStore
 
-PREDICTION_PATHS = ("/predict",)
+# Paths the API key protects (everything that reads or writes patient data).
+PROTECTED_PATHS = ("/predict", "/feedback")
 # An error names the field and the row; a value longer than this is cut, never echoed whole.
 MAX_ECHO_CHARS = 40
 
@@ -98,7 +101,9 @@ def create_app(
     holder.on_swap = model_swapped
     if holder.current is not None:
         serving_metrics.model_swapped(holder.current)
-    prediction_log = PredictionLog(DataStore(Lake(s)), s.PREDICTION_LOG_FLUSH_SECONDS)
+    store = DataStore(Lake(s))
+    prediction_log = PredictionLog(store, s.PREDICTION_LOG_FLUSH_SECONDS)
+    id_key = s.PREDICTION_ID_KEY.encode()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,10 +129,11 @@ def create_app(
     app.state.holder = holder
     app.state.prediction_log = prediction_log
     app.state.settings = s
+    app.state.store = store
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
     # Added last, so it runs first: a refused request costs no metrics work either.
     app.add_middleware(
-        RequestGuard, api_key=s.API_KEY, max_body_bytes=s.MAX_BODY_BYTES, protected=PREDICTION_PATHS
+        RequestGuard, api_key=s.API_KEY, max_body_bytes=s.MAX_BODY_BYTES, protected=PROTECTED_PATHS
     )
 
     async def score(model: LoadedModel, endpoint: str, rows: list[Any]) -> list[dict[str, Any]]:
@@ -138,19 +144,21 @@ def create_app(
             labels, proba = model.predictor.predict(x)  # ~0.05 ms: cheaper inline than a thread hop
         else:
             labels, proba = await run_in_threadpool(model.predictor.predict, x)
-        prediction_log.record(endpoint, model.name, model.version, x, labels, proba)
+        ids = new_ids(len(rows), id_key)
+        prediction_log.record(ids, endpoint, model.name, model.version, x, labels, proba)
         label_ids = labels.tolist()
         names = [LABEL_NAMES.get(label, str(label)) for label in label_ids]
         serving_metrics.count_predictions(names)
         return [
             {
+                "prediction_id": pid,
                 "label": label,
                 "label_name": name,
                 "probability": p,
                 "model_name": model.name,
                 "model_version": model.version,
             }
-            for label, name, p in zip(label_ids, names, proba.tolist(), strict=True)
+            for pid, label, name, p in zip(ids, label_ids, names, proba.tolist(), strict=True)
         ]
 
     responses: dict[int | str, dict[str, Any]] = {
@@ -177,6 +185,7 @@ def create_app(
         return JSONResponse({"predictions": await score(model, "predict_batch", rows)})
 
     app.include_router(predicts)
+    app.include_router(feedback_router(s, responses))
 
     def background_problems() -> dict[str, str]:
         found = {

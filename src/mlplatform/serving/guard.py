@@ -13,10 +13,6 @@ API_KEY_HEADER = "X-API-Key"
 _HEADER = API_KEY_HEADER.lower().encode()
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -53,24 +49,27 @@ class RequestGuard:
             await _reply(send, 413, f"request body over {self.max_body} bytes")
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def bounded_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLarge
+                    # A chunked body without a length that grew past the limit: answer now,
+                    # and tell the app the client left, so it stops reading.
+                    refused = True
+                    if not started:
+                        await _reply(send, 413, f"request body over {self.max_body} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
-        async def track_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:  # the 413 went out already; drop what the app answers to the disconnect
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, bounded_receive, track_send)
-        except BodyTooLarge:  # a chunked body without a length that grew past the limit
-            if not started:
-                await _reply(send, 413, f"request body over {self.max_body} bytes")
+        await self.app(scope, bounded_receive, guarded_send)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 200_000
 COLUMNS = [
+    "prediction_id",
     "timestamp",
     "endpoint",
     "model_name",
@@ -46,6 +47,7 @@ class PredictionLog:
 
     def record(
         self,
+        ids: list[str],
         endpoint: str,
         model_name: str,
         version: str,
@@ -59,8 +61,8 @@ class PredictionLog:
             if overflow > 0:
                 self.dropped += overflow
             self._buffer.extend(
-                (now, endpoint, model_name, version, int(lab), float(p), *row.tolist())
-                for row, lab, p in zip(x, labels, proba, strict=True)
+                (pid, now, endpoint, model_name, version, int(lab), float(p), *row.tolist())
+                for pid, row, lab, p in zip(ids, x, labels, proba, strict=True)
             )
 
     @property

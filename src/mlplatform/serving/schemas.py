@@ -14,10 +14,11 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from mlplatform.dataset import CategoricalFeature, DatasetSpec, NumericFeature
 from mlplatform.inference.contract import too_many_unknown_message
+from mlplatform.prediction_ids import ID_PATTERN
 from mlplatform.spec import SPEC
 
 
@@ -102,11 +103,46 @@ def batch_request_model(max_rows: int, spec: DatasetSpec = SPEC) -> type[BaseMod
 
 
 class Prediction(BaseModel):
-    label: int = Field(description="1 = disease, 0 = no disease")
+    prediction_id: str = Field(description="send it back with the observed outcome to /feedback")
+    label: int = Field(description=f"1 = {SPEC.positive_label}, 0 = {SPEC.negative_label}")
     label_name: str
-    probability: float = Field(description="probability of disease")
+    probability: float = Field(description=f"probability of {SPEC.positive_label}")
     model_name: str
     model_version: str
+
+
+class Outcome(BaseModel):
+    """The observed outcome of one earlier prediction."""
+
+    model_config = _STRICT
+    prediction_id: str = Field(pattern=ID_PATTERN, description="as /predict returned it")
+    label: Literal[0, 1] = Field(
+        description=f"the observed label: 1 = {SPEC.positive_label}, 0 = {SPEC.negative_label}"
+    )
+    # Not strict: JSON carries a datetime as an ISO 8601 string.
+    observed_at: AwareDatetime | None = Field(
+        None,
+        strict=False,
+        description="when the outcome was observed (ISO 8601 with a time zone); default now",
+    )
+
+
+@lru_cache
+def feedback_batch_model(max_rows: int) -> type[BaseModel]:
+    """`{"outcomes": [...]}` with at most `max_rows` outcomes (MAX_FEEDBACK_ROWS)."""
+    return create_model(
+        "FeedbackBatch",
+        __config__=_STRICT,
+        outcomes=(
+            list[Outcome],
+            Field(min_length=1, max_length=max_rows, description=f"1 to {max_rows} outcomes"),
+        ),
+    )
+
+
+class FeedbackAccepted(BaseModel):
+    accepted: int = Field(description="outcomes stored (the same id again counts once later)")
+    received_at: datetime
 
 
 class BatchPrediction(BaseModel):

@@ -1,0 +1,116 @@
+"""Untrusted input never stalls or breaks the service: bounded bodies, short error echoes, the
+API key on bytes, the training rule on unknowns, prediction ids and /feedback validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from serving_helpers import holder_serving
+from sklearn.linear_model import LogisticRegression
+from synthetic_model import fitted_pipeline
+
+from mlplatform.prediction_ids import issued_here, new_ids
+from mlplatform.serving.app import create_app
+from mlplatform.serving.schemas import example_patient
+from mlplatform.settings import Settings
+
+# S3 on a closed port: the feedback store is "down" in these in-process tests.
+SETTINGS = Settings(API_KEY="", MAX_BODY_BYTES=20_000, MAX_FEEDBACK_ROWS=3, MINIO_PORT=9)
+KEY = SETTINGS.PREDICTION_ID_KEY.encode()
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return fitted_pipeline(LogisticRegression(max_iter=500))
+
+
+def make_client(pipeline, settings: Settings = SETTINGS) -> TestClient:
+    return TestClient(create_app(settings, holder_serving(pipeline, settings), background=False))
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(pipeline):
+    client = make_client(pipeline)
+    big = json.dumps({"rows": [example_patient()] * 200})
+    assert len(big) > SETTINGS.MAX_BODY_BYTES
+    resp = client.post("/predict/batch", content=big, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and "bytes" in resp.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit holds on the stream itself
+        for _ in range(50):
+            yield b" " * 1000
+
+    streamed = client.post(
+        "/predict", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+
+
+def test_errors_never_echo_a_large_input(pipeline):
+    client = make_client(pipeline)
+    resp = client.post("/predict", json={**example_patient(), "age": "x" * 15_000})
+    assert resp.status_code == 422
+    assert len(resp.content) < 1_000
+    (error,) = resp.json()["detail"]
+    assert error["loc"] == ["body", "age"] and error["input"].endswith("...")
+
+
+@pytest.mark.parametrize("sent", ["ñandú", "wrong", "", "s3cret-but-longer", "\x00"])
+def test_any_api_key_is_401_never_5xx(pipeline, sent):
+    s = SETTINGS.model_copy(update={"API_KEY": "s3cret"})
+    client = make_client(pipeline, s)
+    headers = {"X-API-Key": sent.encode("utf-8")} if sent else {}
+    assert client.post("/predict", json=example_patient(), headers=headers).status_code == 401
+    # The key is checked before the body: an anonymous bad body is a 401, not a 422.
+    assert client.post("/predict", content=b"{not json", headers=headers).status_code == 401
+    ok = client.post("/predict", json=example_patient(), headers={"X-API-Key": "s3cret"})
+    assert ok.status_code == 200
+    assert client.post("/feedback", json={}, headers=headers).status_code == 401
+
+
+def test_a_row_with_more_unknowns_than_training_keeps_is_refused(pipeline):
+    client = make_client(pipeline)
+    row = {**example_patient(), **dict.fromkeys(("ca", "thal", "chol", "slope"), None)}
+    assert client.post("/predict", json=row).status_code == 200  # 4 unknown: the limit
+    resp = client.post("/predict", json={**row, "oldpeak": None})
+    assert resp.status_code == 422 and "more than 4 of 13 features unknown" in resp.text
+
+
+def test_every_prediction_has_an_id_the_platform_recognises(pipeline):
+    client = make_client(pipeline)
+    one = client.post("/predict", json=example_patient()).json()
+    many = client.post("/predict/batch", json={"rows": [example_patient()] * 3}).json()
+    ids = [one["prediction_id"], *(p["prediction_id"] for p in many["predictions"])]
+    assert len(set(ids)) == 4 and all(issued_here(i, KEY) for i in ids)
+    assert not issued_here(ids[0], b"another key")
+    logged = client.app.state.prediction_log._buffer
+    assert [row[0] for row in logged] == ids
+
+
+def test_feedback_validation_names_the_fault(pipeline):
+    client = make_client(pipeline)
+    (good,) = new_ids(1, KEY)
+    forged = "p_" + "A" * 26
+    cases = [
+        ({"prediction_id": forged, "label": 1}, ["body", "prediction_id"], "unknown prediction_id"),
+        ({"prediction_id": good, "label": 3}, None, "label"),
+        ({"prediction_id": "nope", "label": 1}, None, "prediction_id"),
+        ({"outcomes": [{"prediction_id": good, "label": 0}] * 4}, None, "at most 3"),
+        ({"outcomes": [{"prediction_id": good, "label": 0}, {"prediction_id": forged, "label": 1}]},
+         ["body", "outcomes", 1, "prediction_id"], "unknown prediction_id"),
+        ({"prediction_id": good, "label": 1, "observed_at": "yesterday"}, None, "observed_at"),
+    ]  # fmt: skip
+    for body, loc, words in cases:
+        resp = client.post("/feedback", json=body)
+        assert resp.status_code == 422, (body, resp.text)
+        assert words in resp.text, (body, resp.text)
+        if loc is not None:
+            assert any(e["loc"] == loc for e in resp.json()["detail"]), resp.text
+
+
+def test_feedback_with_the_store_down_is_503_and_stores_nothing(pipeline):
+    client = make_client(pipeline)
+    (good,) = new_ids(1, KEY)
+    resp = client.post("/feedback", json={"prediction_id": good, "label": 1})
+    assert resp.status_code == 503 and "retry" in resp.json()["detail"]
