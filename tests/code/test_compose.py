@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -682,11 +683,11 @@ def test_published_ports_come_from_dotenv() -> None:
 @cache
 def marked_config(backend: str) -> dict[str, dict[str, Any]]:
     """The resolved services with every secret replaced by a unique marker value."""
-    env_file = REPO_ROOT / ".pytest_cache" / f"marked-{backend}.env"
-    env_file.parent.mkdir(exist_ok=True)
     values = {**DOTENV, **{s: f"marker-{s.lower()}" for s in SECRET_HOLDERS}}
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    result = compose("config", "--format", "json", files=BACKENDS[backend], env_file=env_file)
+    with tempfile.TemporaryDirectory() as folder:
+        env_file = Path(folder) / "env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        result = compose("config", "--format", "json", files=BACKENDS[backend], env_file=env_file)
     assert result.returncode == 0, result.stderr
     found: dict[str, dict[str, Any]] = json.loads(result.stdout)["services"]
     return found
@@ -736,6 +737,23 @@ def test_services_name_the_platform_secrets_they_hold(
         for secret in PLATFORM_SECRETS:
             value = getattr(s, secret)
             assert (value != "") == (secret in held), f"{backend}/{name}: {secret}={value!r}"
+
+
+@pytest.mark.parametrize("name", ["lake-init", "mlflow", "fastapi", "airflow-scheduler"])
+def test_production_checks_only_the_secrets_a_service_holds(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production a service starts with strong values of ITS secrets, whatever the dev
+    defaults of the others, and refuses a dev value of one of its own."""
+    env = {**services()[name]["environment"], "PLATFORM_ENV": "production"}
+    held = set(env["SERVICE_SECRETS"].split(","))
+    strong = {**env, **{s: f"strong-{s.lower()}-value" for s in held}}
+    s = service_settings(strong, monkeypatch)
+    assert s.PLATFORM_ENV == "production"
+    assert all(getattr(s, other) == "" for other in PLATFORM_SECRETS - held)
+    weak = sorted(held)[0]
+    with pytest.raises(ValueError, match=f"refuses the dev-default value of {weak}"):
+        service_settings({**strong, weak: DOTENV[weak]}, monkeypatch)
 
 
 def test_no_service_reads_the_whole_dotenv() -> None:
