@@ -484,6 +484,9 @@ def test_healthchecks_reuse_the_local_stack_checks() -> None:
 def test_airflow_components_check_their_own_job(backend: str) -> None:
     """As Airflow's official compose: `airflow jobs check` for this container's hostname,
     after the settings are exported, and stopping when the export fails."""
+    from airflow.cli.cli_config import ARG_JOB_TYPE_FILTER
+
+    assert set(AIRFLOW_JOBS.values()) == set(ARG_JOB_TYPE_FILTER.kwargs["choices"])
     for name, job in AIRFLOW_JOBS.items():
         test = services(backend)[name]["healthcheck"]["test"]
         assert test[0] == "CMD-SHELL", name
