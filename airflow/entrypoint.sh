@@ -2,7 +2,10 @@
 # Airflow 3, one component per process: init | api-server | scheduler | dag-processor |
 # triggerer | worker. The local stack and the compose services run this same script.
 set -euo pipefail
-eval "$(mlplatform env)"
+# Assigned first: `set -e` ignores a failure inside `eval "$(...)"`, and a refused production
+# start would then run on defaults.
+exports="$(mlplatform env)"
+eval "$exports"
 mkdir -p "$AIRFLOW_HOME"
 component="${1:?usage: entrypoint.sh init|api-server|scheduler|dag-processor|triggerer|worker}"
 case "$component" in

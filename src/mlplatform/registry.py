@@ -43,8 +43,15 @@ class UntrustedModelError(RuntimeError):
 
 
 def configure(settings: Settings) -> Any:
-    """Point the mlflow client at the tracking server; return an MlflowClient."""
+    """Point the mlflow client at the tracking server, with the platform's login when MLflow
+    runs its basic-auth app (MLflow reads it from the environment); return an MlflowClient."""
+    import os
+
     import mlflow
+
+    if settings.MLFLOW_TRACKING_PASSWORD:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.MLFLOW_TRACKING_USERNAME
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.MLFLOW_TRACKING_PASSWORD
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)

