@@ -12,11 +12,15 @@ from airflow.sdk import Asset
 
 from mlplatform.settings import get_settings
 from mlplatform.spec import SPEC
-from mlplatform.store import MANIFEST
+from mlplatform.store import MANIFEST, MONITORING_LATEST
 
+_BUCKET = get_settings().DATA_REPO_BUCKET_NAME
 # Marked by the ETL when a new dataset version is published; retraining listens to it.
-DATASET = Asset(
-    name=f"{SPEC.name}_dataset", uri=f"s3://{get_settings().DATA_REPO_BUCKET_NAME}/{MANIFEST}"
+DATASET = Asset(name=f"{SPEC.name}_dataset", uri=f"s3://{_BUCKET}/{MANIFEST}")
+# Marked by the monitor when the served model degrades (drift, or live F1 below its test F1);
+# retraining listens to it too.
+MODEL_DEGRADED = Asset(
+    name=f"{SPEC.name}_model_degraded", uri=f"s3://{_BUCKET}/{MONITORING_LATEST}"
 )
 
 

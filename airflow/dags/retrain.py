@@ -1,8 +1,9 @@
 """
 ### Retraining: champion / challenger
 
-Runs by itself whenever the ETL publishes a new dataset version (the dataset Asset),
-and on demand (param `n_trials` > 0 adds a short new search).
+Runs by itself whenever the ETL publishes a new dataset version (the dataset Asset) or
+the monitor finds the served model degraded (the model-degraded Asset), and on demand
+(param `n_trials` > 0 adds a short new search). The decision record says what started it.
 
 1. **challenge**: the challenger is the champion's configuration refit on the current
    training split (or a better one found by the optional search). Champion and
@@ -18,19 +19,19 @@ Skipped while there is no champion yet (run the training DAG first).
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from common import DATASET, dag_args
+from common import DATASET, MODEL_DEGRADED, dag_args
 
 TRIALS = Param(None, type=["null", "integer"], minimum=0, description="new search trials")
 
 
 @dag(
     dag_id="retrain",
-    schedule=[DATASET],
+    schedule=(DATASET | MODEL_DEGRADED),
     **dag_args(__doc__, "pipelines", "training", timeout_minutes=120, params={"n_trials": TRIALS}),
 )
 def retrain():
     @task
-    def challenge(params=None) -> dict:
+    def challenge(params=None, triggering_asset_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from mlplatform.lake import Lake
@@ -39,7 +40,11 @@ def retrain():
         from mlplatform.store import DataStore
 
         s = get_settings()
-        result = train_challenger(params.get("n_trials"), DataStore(Lake(s)), s)
+        trigger = {
+            str(getattr(asset, "name", asset)): [dict(event.extra or {}) for event in events]
+            for asset, events in (triggering_asset_events or {}).items()
+        }
+        result = train_challenger(params.get("n_trials"), DataStore(Lake(s)), s, trigger=trigger)
         if result.decision == SKIPPED:
             raise AirflowSkipException(result.reason)
         return result.to_dict()

@@ -50,6 +50,9 @@ class Challenge(Record):
     params: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     model_uri: str = ""
+    # What started it: the Asset events (a new dataset version, a degradation alarm with its
+    # figures), empty when run on demand.
+    trigger: dict[str, Any] = field(default_factory=dict)
 
     def challenger_model(self) -> TrainedModel:
         return TrainedModel(
@@ -72,7 +75,11 @@ class Applied:
 
 
 def train_challenger(
-    n_trials: int | None, store: DataStore, settings: Settings, spec: DatasetSpec = SPEC
+    n_trials: int | None,
+    store: DataStore,
+    settings: Settings,
+    spec: DatasetSpec = SPEC,
+    trigger: dict[str, Any] | None = None,
 ) -> Challenge:
     """Fit the challenger, score both models on the current test split, log it all."""
     import mlflow
@@ -132,6 +139,7 @@ def train_challenger(
             params=params,
             run_id=run.info.run_id,
             model_uri=uri,
+            trigger=trigger or {},
         )
         mlflow.log_metrics({f"champion_{k}": v for k, v in champion_scores.items()})
         mlflow.log_params(

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -18,10 +17,12 @@ from mlplatform.batch import score_chunk
 from mlplatform.inference.contract import FEATURES, invalid_reasons
 from mlplatform.inference.loading import LoadedModel
 from mlplatform.inference.predictors import (
+    MIN_TREE_PARITY_ROWS,
     OnnxPredictor,
     SklearnPredictor,
     choose_predictor,
     convert_to_onnx,
+    parity_rows,
 )
 from mlplatform.serving.schemas import Patient
 from mlplatform.spec import SPEC
@@ -32,17 +33,30 @@ FEATURE_SPECS = {f.name: f for f in SPEC.features}
 ROWS = synthetic_features(300, seed=11, missing_rate=0.05)
 
 
-@pytest.mark.parametrize(
-    "classifier",
-    [LogisticRegression(max_iter=500), RandomForestClassifier(n_estimators=30, random_state=0)],
-)
-def test_onnx_is_chosen_only_with_label_parity(classifier):
-    pipeline = fitted_pipeline(classifier)
-    predictor, reason = choose_predictor(pipeline, ROWS)
+def test_a_linear_model_is_served_on_onnx_with_probabilities_within_1e_5():
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
+    predictor, reason = choose_predictor(pipeline, parity_rows(pipeline, ROWS))
     assert predictor.backend == "onnx", reason
     labels, proba = predictor.predict(ROWS.to_numpy(np.float64))
     np.testing.assert_array_equal(labels, pipeline.predict(ROWS))
-    assert np.abs(proba - pipeline.predict_proba(ROWS)[:, 1]).max() < 0.05
+    assert np.abs(proba - pipeline.predict_proba(ROWS)[:, 1]).max() < 1e-5
+
+
+def test_a_tree_model_needs_zero_flips_on_20000_realistic_and_threshold_rows():
+    pipeline = fitted_pipeline(RandomForestClassifier(n_estimators=60, max_depth=6, random_state=0))
+    rows = parity_rows(pipeline, ROWS)
+    assert len(rows) >= MIN_TREE_PARITY_ROWS
+    predictor, reason = choose_predictor(pipeline, rows)
+    flips = int((convert_and_predict(pipeline, rows) != pipeline.predict(rows)).sum())
+    # The decision follows the evidence: ONNX only when not a single label flips.
+    assert (predictor.backend == "onnx") == (flips == 0), reason
+    assert f"{flips} label flips" in reason
+    few, reason = choose_predictor(pipeline, ROWS)  # real rows only: too few for a tree model
+    assert few.backend == "sklearn" and "fewer than the 20000 rows" in reason
+
+
+def convert_and_predict(pipeline, rows) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return OnnxPredictor(convert_to_onnx(pipeline)).predict(rows.to_numpy(np.float64))[0]
 
 
 class UnconvertibleClassifier(LogisticRegression):

@@ -22,7 +22,12 @@ import pandas as pd
 
 from mlplatform import registry
 from mlplatform.inference.contract import FEATURES
-from mlplatform.inference.predictors import Predictor, SklearnPredictor, choose_predictor
+from mlplatform.inference.predictors import (
+    Predictor,
+    SklearnPredictor,
+    choose_predictor,
+    parity_rows,
+)
 from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,8 +82,9 @@ class LoadedModel:
         }
 
 
-def parity_rows(settings: Settings) -> pd.DataFrame:
-    """The current test split's features (when the ETL has made one) plus synthetic rows."""
+def real_rows(settings: Settings) -> pd.DataFrame:
+    """The current dataset version's rows (train and test) for the parity check, plus synthetic
+    rows (also the only rows before the first ETL, or while S3 is unreachable)."""
     from mlplatform.lake import Lake
     from mlplatform.spec import SPEC
     from mlplatform.store import DataStore
@@ -87,11 +93,11 @@ def parity_rows(settings: Settings) -> pd.DataFrame:
     frames = [synthetic_features(500, seed=7, missing_rate=0.05)]
     try:
         store = DataStore(Lake(settings))
-        test = store.load_split("test", store.current(), SPEC)
-        frames.append(test[list(FEATURES)].apply(pd.to_numeric, errors="coerce").astype(np.float64))
+        for split in store.load_splits(store.current(), SPEC).values():
+            frames.append(split[list(FEATURES)].apply(pd.to_numeric, errors="coerce"))
     except Exception as err:  # no ETL output yet, or S3 unreachable: synthetic rows still check
-        log.info("parity check without the test split: %s", err)
-    return pd.concat(frames, ignore_index=True)
+        log.info("parity check without the dataset's rows: %s", err)
+    return pd.concat(frames, ignore_index=True).astype(np.float64)
 
 
 def _stored_onnx(client: Any, version: ModelVersion) -> bytes | None:
@@ -146,7 +152,8 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
     reason = "batch scoring uses the registered sklearn pipeline"
     if fast:
         stored = _stored_onnx(client, version)
-        predictor, reason = choose_predictor(pipeline, parity_rows(settings), stored)
+        rows = parity_rows(pipeline, real_rows(settings))
+        predictor, reason = choose_predictor(pipeline, rows, stored)
         if stored is None:
             onnx = getattr(predictor, "onnx_bytes", None)
             _log_onnx(client, name, version, onnx, reason)

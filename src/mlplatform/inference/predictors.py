@@ -2,8 +2,13 @@
 same answers.
 
 The sklearn pipeline spends ~10 ms per row on per-call overhead; the same pipeline converted
-with skl2onnx runs in ~0.05 ms. A conversion is used only if it gives the same labels as the
-registered pipeline on the parity rows, else the caller falls back to sklearn and says why.
+with skl2onnx runs in ~0.05 ms. A conversion is used only if it gives the same answers as the
+registered pipeline on the parity rows, by family:
+- linear and kernel models (LR, SVM): the same labels, probabilities within 1e-5;
+- tree models: zero label flips on at least 20,000 realistic rows (real rows resampled and
+  jittered, plus rows sitting exactly on every split threshold, where float32 thresholds
+  flip labels), probabilities within 0.05.
+Otherwise the caller falls back to sklearn and says why.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from mlplatform.inference.contract import FEATURES
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-# Labels must agree exactly; float32 tree thresholds move probabilities slightly.
-PROBA_TOLERANCE = 0.05
+# Labels must always agree exactly. Probabilities: float32 tree thresholds move them slightly.
+LINEAR_TOLERANCE = 1e-5
+TREE_TOLERANCE = 0.05
+MIN_TREE_PARITY_ROWS = 20_000
 
 
 class Predictor(Protocol):
@@ -79,18 +86,81 @@ def convert_to_onnx(pipeline: Pipeline) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def is_tree_model(pipeline: Pipeline) -> bool:
+    classifier = pipeline.steps[-1][1]
+    return hasattr(classifier, "estimators_") or hasattr(classifier, "_predictors")
+
+
+def _split_thresholds(pipeline: Pipeline) -> dict[str, np.ndarray]:
+    """Every split threshold of a tree model, per raw numeric feature, in raw units."""
+    preprocess, classifier = pipeline[:-1], pipeline.steps[-1][1]
+    names = list(preprocess.get_feature_names_out())
+    found: dict[int, list[float]] = {}
+    if hasattr(classifier, "_predictors"):  # HistGradientBoosting
+        for predictors in classifier._predictors:
+            for tree in predictors:
+                nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
+                for idx, thr in zip(nodes["feature_idx"], nodes["num_threshold"], strict=True):
+                    found.setdefault(int(idx), []).append(float(thr))
+    else:
+        for estimator in classifier.estimators_:
+            tree = getattr(estimator, "tree_", None) or estimator[0].tree_
+            inner = tree.feature >= 0
+            for idx, thr in zip(tree.feature[inner], tree.threshold[inner], strict=True):
+                found.setdefault(int(idx), []).append(float(thr))
+    columns = preprocess.named_steps["preprocess"]  # the ColumnTransformer of features.py
+    numeric = next(list(cols) for name, _, cols in columns.transformers_ if name == "numeric")
+    scale = columns.named_transformers_["numeric"].named_steps["scale"]
+    raw: dict[str, np.ndarray] = {}
+    for idx, values in found.items():
+        name = names[idx]
+        if name not in numeric:
+            continue  # one-hot columns: their thresholds sit between 0 and 1, never hit
+        j = numeric.index(name)
+        raw[name] = np.unique(np.asarray(values) * scale.scale_[j] + scale.mean_[j])
+    return raw
+
+
+def parity_rows(pipeline: Pipeline, real: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
+    """The rows a candidate must agree on. Real rows as they are; for tree models also at least
+    MIN_TREE_PARITY_ROWS resampled and jittered real rows, and rows on every split threshold."""
+    features = real[list(FEATURES)].astype(np.float64).reset_index(drop=True)
+    if not is_tree_model(pipeline) or features.empty:
+        return features
+    rng = np.random.default_rng(seed)
+    resampled = features.iloc[rng.integers(0, len(features), MIN_TREE_PARITY_ROWS)]
+    jittered = resampled.reset_index(drop=True).copy()
+    for name in jittered.columns:
+        column = jittered[name]
+        spread = float(np.nanstd(column)) or 1.0
+        noisy = column + rng.normal(0, 0.05 * spread, len(column))
+        jittered[name] = noisy.round() if np.all(column.dropna() % 1 == 0) else noisy
+    on_thresholds = []
+    for name, thresholds in _split_thresholds(pipeline).items():
+        rows = features.iloc[rng.integers(0, len(features), len(thresholds))].copy()
+        rows[name] = thresholds
+        on_thresholds.append(rows)
+    return pd.concat([features, jittered, *on_thresholds], ignore_index=True)
+
+
 def parity_report(pipeline: Pipeline, candidate: Predictor, rows: pd.DataFrame) -> tuple[bool, str]:
-    """Does `candidate` give the registered pipeline's labels (and close probabilities)?"""
+    """Does `candidate` give the registered pipeline's labels, and probabilities within the
+    family's tolerance, on `rows`?"""
+    tree = is_tree_model(pipeline)
+    tolerance = TREE_TOLERANCE if tree else LINEAR_TOLERANCE
     x = rows[list(FEATURES)].to_numpy(np.float64)
     want_labels = pipeline.predict(rows[list(FEATURES)])
     want_proba = pipeline.predict_proba(rows[list(FEATURES)])[:, list(pipeline.classes_).index(1)]
     labels, proba = candidate.predict(x)
     mismatches = int((labels != want_labels).sum())
     max_diff = float(np.abs(proba - want_proba).max())
-    ok = mismatches == 0 and max_diff <= PROBA_TOLERANCE
+    enough = not tree or len(rows) >= MIN_TREE_PARITY_ROWS
+    ok = mismatches == 0 and max_diff <= tolerance and enough
+    family = "tree model" if tree else "linear/kernel model"
     return ok, (
-        f"{len(rows)} parity rows: {mismatches} label mismatches, "
-        f"max probability difference {max_diff:.2g}"
+        f"{family}, {len(rows)} parity rows: {mismatches} label flips, max probability "
+        f"difference {max_diff:.2g} (tolerance {tolerance:g})"
+        + ("" if enough else f"; fewer than the {MIN_TREE_PARITY_ROWS} rows a tree model needs")
     )
 
 
@@ -102,7 +172,8 @@ def choose_predictor(
         onnx_predictor = OnnxPredictor(onnx_bytes or convert_to_onnx(pipeline))
         ok, report = parity_report(pipeline, onnx_predictor, rows)
     except Exception as err:  # any converter gap (unsupported estimator, option) means fallback
-        return SklearnPredictor(pipeline), f"ONNX conversion failed ({type(err).__name__}: {err})"
+        cause = f"{type(err).__name__}: {str(err)[:200]}"
+        return SklearnPredictor(pipeline), f"ONNX conversion failed ({cause})"
     if not ok:
         return SklearnPredictor(pipeline), f"ONNX parity failed: {report}"
     return onnx_predictor, f"ONNX parity passed: {report}"
