@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -142,22 +144,30 @@ def _mean(values: pd.Series) -> float | None:
     return round(float(values.mean()), 4) if len(values) else None
 
 
-def _quiet_evidently(current: pd.DataFrame, reference: pd.DataFrame, drift_share: float) -> Any:
-    """Run Evidently on the testable columns, without its warnings (divide by zero on empty
-    stats, pandas deprecations) and INFO logging in the task log."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
-
-    features = [c for c in SPEC.feature_names if c in current.columns]
-    numeric = [c for c in current.columns if c in SPEC.numeric_names or c == PROBABILITY]
-    categorical = [c for c in current.columns if c in SPEC.categorical_names or c == LABEL]
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    metrics: list[Any] = [DataDriftPreset(columns=features, drift_share=drift_share)]
-    metrics += [ValueDrift(column=c) for c in PREDICTION_COLUMNS if c in current.columns]
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep Evidently's noise out of task logs: import-time deprecations, divide-by-zero
+    warnings on empty statistics, INFO logging."""
     logging.getLogger("evidently").setLevel(logging.WARNING)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
+        yield
+
+
+def _run_evidently(current: pd.DataFrame, reference: pd.DataFrame, drift_share: float) -> Any:
+    """One report: the drift preset over the features, ValueDrift over the prediction columns.
+    Column types come from the SPEC."""
+    with _quiet():
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.metrics import ValueDrift
+        from evidently.presets import DataDriftPreset
+
+        features = [c for c in SPEC.feature_names if c in current.columns]
+        numeric = [c for c in current.columns if c in SPEC.numeric_names or c == PROBABILITY]
+        categorical = [c for c in current.columns if c in SPEC.categorical_names or c == LABEL]
+        definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+        metrics: list[Any] = [DataDriftPreset(columns=features, drift_share=drift_share)]
+        metrics += [ValueDrift(column=c) for c in PREDICTION_COLUMNS if c in current.columns]
         return Report(metrics, include_tests=True).run(
             Dataset.from_pandas(current, data_definition=definition),
             Dataset.from_pandas(reference, data_definition=definition),
@@ -186,8 +196,7 @@ def _column_results(snapshot: Any) -> dict[str, tuple[str, float, float, bool]]:
 
 
 def _html(snapshot: Any) -> str:
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as folder, _quiet():
         path = Path(folder) / "report.html"
         snapshot.save_html(str(path))
         return path.read_text(encoding="utf-8")
@@ -228,7 +237,7 @@ def compute_drift(
     report_html = None
     if enough:
         run_on = testable + pred_cols
-        snapshot = _quiet_evidently(cur[run_on], ref[run_on], drift_share_threshold)
+        snapshot = _run_evidently(cur[run_on], ref[run_on], drift_share_threshold)
         results = _column_results(snapshot)
         report_html = _html(snapshot) if html else None
 

@@ -132,15 +132,10 @@ def outcomes_frame(outcomes: Iterable[Outcome], received_at: datetime) -> pd.Dat
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    return df.astype(
-        {
-            PREDICTION_ID: "string",
-            OBSERVED: "Int64",
-            OBSERVED_AT: "datetime64[ns, UTC]",
-            RECEIVED_AT: "datetime64[ns, UTC]",
-            REVISIONS: "int64",
-        }
-    )[OUTCOME_COLUMNS]
+    typed = df.astype({PREDICTION_ID: "string", OBSERVED: "Int64", REVISIONS: "int64"})
+    for column in (OBSERVED_AT, RECEIVED_AT):  # all-empty columns arrive without a zone
+        typed[column] = pd.to_datetime(typed[column], utc=True).astype("datetime64[ns, UTC]")
+    return typed[OUTCOME_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -198,7 +193,7 @@ def join_outcomes(predictions: pd.DataFrame, outcomes: pd.DataFrame | None) -> p
         return joined.assign(
             **{OBSERVED: pd.Series(pd.NA, index=joined.index, dtype="Int64"), OBSERVED_AT: pd.NaT}
         )
-    right = _typed(outcomes)[[PREDICTION_ID, OBSERVED, OBSERVED_AT]]
+    right = outcomes[[PREDICTION_ID, OBSERVED, OBSERVED_AT]].astype({PREDICTION_ID: "string"})
     left = joined.assign(**{PREDICTION_ID: joined[PREDICTION_ID].astype("string")})
     merged = left.merge(right, on=PREDICTION_ID, how="left", validate="many_to_one")
     merged.index = joined.index
