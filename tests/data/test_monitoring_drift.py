@@ -57,6 +57,19 @@ def served(world, rows: pd.DataFrame) -> pd.DataFrame:  # type: ignore[no-untype
     )
 
 
+def summary_of(world, window: pd.DataFrame, **options) -> tuple[MonitoringSummary, str | None]:  # type: ignore[no-untyped-def]
+    """The monitoring of version "3" over the hour before END."""
+    return summarise(
+        window,
+        world["reference"],
+        model_version="3",
+        window_start=END - timedelta(hours=1),
+        window_end=END,
+        thresholds=T,
+        **options,
+    )
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_in_distribution_windows_do_not_alarm(world, seed: int) -> None:  # type: ignore[no-untyped-def]
     window = served(world, world["train"].sample(500, replace=True, random_state=seed))
@@ -85,15 +98,7 @@ def test_a_feature_missing_in_the_whole_window_counts_as_drifted(world) -> None:
 
 def test_too_few_rows_is_insufficient_data_not_an_alarm(world) -> None:  # type: ignore[no-untyped-def]
     window = served(world, world["others"].head(T.min_rows - 1))  # shifted, but too few
-    summary, html = summarise(
-        window,
-        world["reference"],
-        model_version="3",
-        window_start=END - timedelta(hours=1),
-        window_end=END,
-        champion_f1=0.8,
-        thresholds=T,
-    )
+    summary, html = summary_of(world, window, champion_f1=0.8)
     assert (summary.status, summary.drift.drift_share, html) == ("insufficient_data", None, None)
     assert not summary.decision.degraded and summary.performance.f1 is None
     names = {g.name for g in prometheus_gauges([summary], END)}
@@ -116,17 +121,8 @@ def test_summary_of_a_shifted_window_with_outcomes(world) -> None:  # type: igno
             END,
         ),
     ).outcomes
-    summary, _ = summarise(
-        window,
-        world["reference"],
-        model_version="3",
-        window_start=END - timedelta(hours=1),
-        window_end=END,
-        champion_f1=0.95,  # high enough that the performance branch fires too
-        thresholds=T,
-        outcomes=outcomes,
-        html=False,
-    )
+    # A champion F1 high enough that the performance branch fires too.
+    summary, _ = summary_of(world, window, champion_f1=0.95, outcomes=outcomes, html=False)
     assert summary.status == "degraded" and summary.decision.branches == ["drift", "performance"]
     assert summary.performance.labelled_rows == 390 and summary.performance.f1 is not None
     again = MonitoringSummary.from_dict(json.loads(json.dumps(summary.to_dict())))

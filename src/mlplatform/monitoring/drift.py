@@ -235,7 +235,7 @@ def compute_drift(
     enough = rows >= min_rows
     results: dict[str, tuple[str, float, float, bool]] = {}
     report_html = None
-    if enough:
+    if enough and testable + pred_cols:
         run_on = testable + pred_cols
         snapshot = _run_evidently(cur[run_on], ref[run_on], drift_share_threshold)
         results = _column_results(snapshot)
@@ -267,13 +267,12 @@ def compute_drift(
         tested_features=tested,
         columns=columns,
     )
+    judged = enough and with_predictions
     prediction = PredictionDrift(
-        status=OK if enough and with_predictions else INSUFFICIENT_DATA,
+        status=OK if judged else INSUFFICIENT_DATA,
         rows=rows,
-        probability=column(PROBABILITY, cur[PROBABILITY], ref[PROBABILITY])
-        if enough and with_predictions
-        else None,
-        label=column(LABEL, cur[LABEL], ref[LABEL]) if enough and with_predictions else None,
+        probability=column(PROBABILITY, cur[PROBABILITY], ref[PROBABILITY]) if judged else None,
+        label=column(LABEL, cur[LABEL], ref[LABEL]) if judged else None,
         mean_probability_reference=_mean(ref[PROBABILITY]) if with_predictions else None,
         mean_probability_current=_mean(cur[PROBABILITY]) if with_predictions else None,
         positive_rate_reference=_mean(ref[LABEL]) if with_predictions else None,
