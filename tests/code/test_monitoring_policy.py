@@ -63,3 +63,16 @@ def test_thresholds_from_settings_and_bad_values() -> None:
         Thresholds(drift_share_threshold=0)
     with pytest.raises(ValueError, match="min_rows"):
         Thresholds(min_rows=0)
+
+
+def test_importing_monitoring_stays_light() -> None:
+    """DAG files and the API import these modules: Evidently, pandera and sklearn load on use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlplatform.monitoring.summary, mlplatform.monitoring.feedback;"
+        "print(sorted(m for m in ('evidently', 'pandera', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

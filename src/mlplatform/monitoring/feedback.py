@@ -19,7 +19,6 @@ import pandas as pd
 
 from mlplatform.dataset import SPEC
 from mlplatform.monitoring.performance import OBSERVED
-from mlplatform.validation import REASON, DeliveryRejected, validate
 
 PREDICTION_ID = "prediction_id"
 LABEL_FIELD = "label"  # the name an outcome's label has in the API and in bulk files
@@ -244,6 +243,8 @@ def parse_feedback_csv(data: bytes, name: str, now: datetime | None = None) -> P
     A file with no rows or an unknown header is refused whole (FeedbackFileRejected); bad rows
     are returned in `rejected`, each with the reason.
     """
+    from mlplatform.validation import REASON  # pandera: only bulk files need it, not the API
+
     text = data.decode("utf-8", errors="replace")
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -299,6 +300,8 @@ def _validate_rows(
     raw: pd.DataFrame, labels: dict[int, int], name: str
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """Features checked by the delivery validation (types, ranges, codes); label from `labels`."""
+    from mlplatform.validation import REASON, DeliveryRejected, validate
+
     features = list(SPEC.feature_names)
     text = raw[features].replace({"": None, SPEC.missing_marker: None})
     # The delivery schema needs its target column: a valid stand-in (the label is checked apart).
