@@ -111,8 +111,9 @@ def test_outcomes_file_splits_valid_and_rejected_rows_with_reasons() -> None:
     )
     parsed = parse_feedback_csv(text.encode(), "f.csv", NOW)
     assert parsed.format == "outcomes" and parsed.rows is None
-    assert parsed.outcomes[PREDICTION_ID].tolist() == [A, B]
-    assert parsed.outcomes[OBSERVED].tolist() == [1, 0]
+    assert parsed.outcomes == [Outcome(A, 1, datetime(2026, 11, 28, 10, tzinfo=UTC)), Outcome(B, 0)]
+    stored = merge_outcomes(None, outcomes_frame(parsed.outcomes, NOW)).outcomes
+    assert stored[OBSERVED].tolist() == [1, 0]
     assert parsed.rejected["line"].tolist() == [4, 5, 6]
     assert "prediction_id" in parsed.rejected["reason"][0]
     assert "label: '7'" in parsed.rejected["reason"][1]
@@ -127,7 +128,7 @@ def test_full_rows_file_is_validated_like_a_delivery() -> None:
     assert parsed.format == "rows" and parsed.rows is not None
     assert parsed.rows.index.tolist() == [2, 3] and parsed.rows[OBSERVED].tolist() == [1, 0]
     assert parsed.rows["thal"].isna().tolist() == [False, True]
-    assert parsed.outcomes.empty  # no prediction ids: for retraining only
+    assert parsed.outcomes == []  # no prediction ids: for retraining only
     reasons = dict(zip(parsed.rejected["line"], parsed.rejected["reason"], strict=True))
     assert "chol=1200.0" in reasons[4] and "label" in reasons[5]
 
@@ -176,3 +177,13 @@ def test_labelled_rows_become_a_delivery_that_passes_validation() -> None:
     assert result.valid[SPEC.raw_target].tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="no labelled rows"):
         feedback_delivery(join_outcomes(predictions_log(), None))
+
+
+def test_full_rows_with_ids_give_outcomes_and_a_delivery() -> None:
+    header = ",".join(["prediction_id", *SPEC.feature_names, "label"])
+    text = f"{header}\n{A},{PATIENT},1\n,{PATIENT.replace('145.0', '')},0\n"
+    parsed = parse_feedback_csv(text.encode(), "rows.csv", NOW)
+    assert parsed.outcomes == [Outcome(A, 1)] and parsed.rejected.empty
+    assert parsed.rows is not None
+    result = validate(parse_delivery(feedback_delivery(parsed.rows), "fb"), "fb")
+    assert len(result.valid) == 2 and result.valid["trestbps"].isna().tolist() == [False, True]

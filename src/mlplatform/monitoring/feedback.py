@@ -208,13 +208,14 @@ FileFormat = Literal["outcomes", "rows"]
 class ParsedFeedback:
     """A bulk feedback file split into valid and rejected rows.
 
-    `outcomes` has prediction_id, observed_label, observed_at for every valid row with an id;
+    `outcomes` holds every valid row with an id (store them with `outcomes_frame` and
+    `merge_outcomes`, as the API does);
     `rows` (format "rows" only) has the 13 features and observed_label of every valid row, ready
     for `feedback_delivery`; `rejected` keeps what was delivered plus `line` and `reason`.
     """
 
     format: FileFormat
-    outcomes: pd.DataFrame
+    outcomes: list[Outcome]
     rows: pd.DataFrame | None
     rejected: pd.DataFrame
 
@@ -277,13 +278,7 @@ def parse_feedback_csv(data: bytes, name: str, now: datetime | None = None) -> P
             reasons.setdefault(line, []).append(reason)
         rows = rows.drop(index=list(reasons), errors="ignore")
     good = [line for line in raw.index if line not in reasons and line in ids]
-    outcomes = pd.DataFrame(
-        {
-            PREDICTION_ID: pd.Series([ids[i] for i in good], dtype="string"),
-            OBSERVED: pd.Series([labels[i] for i in good], dtype="Int64"),
-            OBSERVED_AT: pd.Series([times.get(i) for i in good], dtype="datetime64[ns, UTC]"),
-        }
-    )
+    outcomes = [Outcome(ids[i], labels[i], times.get(i)) for i in good]
     bad = sorted(reasons)
     rejected = raw.loc[bad].assign(**{REASON: ["; ".join(reasons[i]) for i in bad]}).reset_index()
     return ParsedFeedback(kind, outcomes, rows, rejected)
@@ -314,7 +309,8 @@ def _validate_rows(
     # validate() renumbers its outputs; a row's verdict depends only on its values, so the
     # rejected rows are exactly the lines whose values equal a rejected row's.
     def content(df: pd.DataFrame) -> pd.Series:
-        return df[list(SPEC.raw_columns)].fillna("").astype(str).agg("\x1f".join, axis=1)
+        values = df[list(SPEC.raw_columns)].fillna("").astype(str).itertuples(index=False)
+        return pd.Series(["\x1f".join(row) for row in values], index=df.index, dtype=object)
 
     why = dict(zip(content(result.rejected), result.rejected[REASON], strict=True))
     keys = content(text)
