@@ -50,7 +50,7 @@ from mlplatform.training import fit
 
 SEED = 42
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
-TILTS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+TILTS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)
 FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 SEEDS = 5
 LABELLED = (30, 50, 100, 200)
@@ -152,14 +152,22 @@ def main() -> None:
                 f"  {column:<9} theta {theta:<4}: mean +{step['shift_std']:.2f} std, "
                 f"feature drift {found}/{SEEDS}, policy alarm {alarms}/{SEEDS}"
             )
-            if found == SEEDS:  # the smallest detected tilt for this feature
+            if found == alarms == SEEDS:  # both the feature's test and the policy fire
                 break
-    smallest = {
-        c: next((round(t["shift_std"], 2) for t in steps if t["found"] == SEEDS), None)
-        for c, steps in tilts.items()
+
+    def smallest(key: str) -> dict[str, float | None]:
+        return {
+            c: next((round(t["shift_std"], 2) for t in steps if t[key] == SEEDS), None)
+            for c, steps in tilts.items()
+        }
+
+    figures["tilt"] = {
+        "steps": tilts,
+        "smallest_shift_std_feature_drift": smallest("found"),
+        "smallest_shift_std_policy_alarm": smallest("alarms"),
     }
-    figures["tilt"] = {"steps": tilts, "smallest_shift_std_per_feature": smallest}
-    print(f"  smallest mean shift (std) detected in every seed, per feature: {smallest}")
+    print(f"  smallest mean shift (std) in every seed, feature drift: {smallest('found')}")
+    print(f"  smallest mean shift (std) in every seed, policy alarm:  {smallest('alarms')}")
 
     # 2b. Switzerland + VA patients mixed into a Cleveland window
     print(f"\nSwitzerland+VA patients mixed into Cleveland windows ({SEEDS} seeds)")
