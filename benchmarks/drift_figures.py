@@ -40,12 +40,13 @@ import pandas as pd
 from scipy.stats import binom
 from sklearn.metrics import f1_score
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import build
-from mlplatform.ingest import Delivery, seed_file
+from mlplatform.build import RawDelivery, build
+from mlplatform.ingest import seed_file
 from mlplatform.monitoring.drift import compute_drift, reference_frame
 from mlplatform.monitoring.policy import Thresholds
 from mlplatform.monitoring.summary import summarise
+from mlplatform.settings import Settings
+from mlplatform.spec import SPEC
 from mlplatform.training import fit
 
 SEED = 42
@@ -58,7 +59,10 @@ MARGINS = (0.05, 0.1, 0.15)
 
 
 def load(sources: tuple[str, ...]) -> Any:
-    raw = [(Delivery(s, f"landing/{s}/x", "-"), seed_file(s).read_bytes()) for s in sources]
+    settings = Settings()
+    raw = [
+        RawDelivery(s, f"landing/{s}/x", "-", seed_file(s, settings).read_bytes()) for s in sources
+    ]
     return build(raw, SEED, 0.2)
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from mlplatform.dataset import SPEC
 from mlplatform.monitoring.feedback import (
     OBSERVED,
     PREDICTION_ID,
@@ -26,6 +25,7 @@ from mlplatform.monitoring.feedback import (
     unknown_ids,
 )
 from mlplatform.monitoring.performance import live_performance
+from mlplatform.spec import SPEC
 from mlplatform.validation import parse_delivery, validate
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.dataset import SPEC
-from mlplatform.etl import build
+from mlplatform.build import build
 from mlplatform.monitoring.drift import EMPTY_IN_WINDOW, compute_drift, reference_frame
 from mlplatform.monitoring.feedback import (
     Outcome,
@@ -27,6 +26,7 @@ from mlplatform.monitoring.summary import (
     summarise,
     window_by_version,
 )
+from mlplatform.spec import SPEC
 from mlplatform.training import fit
 
 SEED = 42

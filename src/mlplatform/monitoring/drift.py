@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.dataset import SPEC
 from mlplatform.monitoring.policy import INSUFFICIENT_DATA, OK, Status
+from mlplatform.spec import SPEC
 
 LABEL = "label"  # the predicted class, as the prediction log names it
 PROBABILITY = "probability"  # the predicted probability of the positive class

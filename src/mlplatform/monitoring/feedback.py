@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from mlplatform.dataset import SPEC
 from mlplatform.monitoring.performance import OBSERVED
+from mlplatform.spec import SPEC
 
 PREDICTION_ID = "prediction_id"
 LABEL_FIELD = "label"  # the name an outcome's label has in the API and in bulk files
