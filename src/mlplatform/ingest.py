@@ -37,10 +37,14 @@ def deliver(source: str, settings: Settings, path: Path | None = None) -> tuple[
     Delivering the same bytes again changes nothing (same key, same content).
     """
     path = path or seed_file(source, settings)
-    data = Path(path).read_bytes()
+    return deliver_bytes(source, Path(path).name, Path(path).read_bytes(), settings)
+
+
+def deliver_bytes(source: str, filename: str, data: bytes, settings: Settings) -> tuple[str, bool]:
+    """Put `data` at `landing/<source>/<filename>` (atomically); False when it held them already."""
     ensure_buckets(settings)
     lake = Lake(settings)
-    key = landing_key(source, Path(path).name)
+    key = landing_key(source, filename)
     if lake.exists(key) and lake.get(key) == data:
         return key, False
     lake.put_atomic(key, data, "text/csv")

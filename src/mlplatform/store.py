@@ -86,6 +86,14 @@ def batch_done_key(key: str) -> str:
     return BATCH_DONE + key.removeprefix(BATCH_INCOMING)
 
 
+def prediction_log_columns(spec: DatasetSpec) -> list[str]:
+    """The prediction log's columns: who, when, which model, what it said, on which features."""
+    return [
+        "prediction_id", "timestamp", "endpoint", "model_name", "model_version", "label",
+        "probability", *spec.feature_names,
+    ]  # fmt: skip
+
+
 def dated_key(prefix: str, now: datetime) -> str:
     """`<prefix>date=YYYY-MM-DD/HHMMSS-<random>.parquet`: partitioned by day, never overwritten."""
     return f"{prefix}date={now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"

@@ -17,23 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.inference.contract import FEATURES
 from mlplatform.serving.background import Periodic
-from mlplatform.store import DataStore
+from mlplatform.spec import SPEC
+from mlplatform.store import DataStore, prediction_log_columns
 
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 200_000
-COLUMNS = [
-    "prediction_id",
-    "timestamp",
-    "endpoint",
-    "model_name",
-    "model_version",
-    "label",
-    "probability",
-    *FEATURES,
-]
+COLUMNS = prediction_log_columns(SPEC)
 
 
 class PredictionLog:
