@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # Rows per chunk when the batch job scores a file: bounds its memory.
     BATCH_CHUNK_ROWS: int = 50_000
 
+    # Prometheus (optional in the local stack: it runs when the binary is installed).
+    PROMETHEUS_PORT: int = 9090
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.PLATFORM_ENV != "production":
@@ -135,6 +138,11 @@ class Settings(BaseSettings):
     @property
     def fastapi_url(self) -> str:
         return f"http://{self.FASTAPI_HOST}:{self.FASTAPI_PORT}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.BIND_HOST}:{self.PROMETHEUS_PORT}"
 
     @property
     def airflow_home(self) -> Path:

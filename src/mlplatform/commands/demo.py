@@ -7,6 +7,7 @@ so `make demo` always shows everything the platform can do.
 from __future__ import annotations
 
 import argparse
+from importlib import import_module
 from typing import Any
 
 from mlplatform.settings import get_settings
@@ -29,14 +30,15 @@ def smoke_step(settings: Any) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlplatform.commands.core import print_urls
     from mlplatform.errors import PlatformError
-    from mlplatform.localstack import LocalStack, run_hooks
+    from mlplatform.localstack import LocalStack
 
     settings = get_settings()
     LocalStack(settings).up()
     for step in DEMO_STEPS:
         print(f"\n== {step.split(':')[1].replace('_', ' ')}")
         try:
-            run_hooks([step], settings)
+            module, func = step.split(":")
+            getattr(import_module(module), func)(settings)
         except Exception as err:
             raise PlatformError(f"demo step {step} failed: {err}") from err
     print("\nThe stack keeps running (`make local-down` stops it). Where to look:")
