@@ -113,6 +113,7 @@ class LocalStack:
         self.programs = stack_programs(settings)
         # Seconds since `up` began: when each program was started and when it was ready.
         self.timings: dict[str, tuple[float, float]] = {}
+        self.skipped: set[str] = set()  # one-shots whose work was already done
 
     # supervisord
 
@@ -244,6 +245,7 @@ class LocalStack:
                     now = time.monotonic() - started
                     if p.oneshot and p.done_already is not None and p.done_already(s):
                         done.add(p.name)
+                        self.skipped.add(p.name)
                         self.timings[p.name] = (now, time.monotonic() - started)
                         board.set(p.name, "current", final=True)
                         continue
