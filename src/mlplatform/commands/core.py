@@ -55,9 +55,13 @@ def print_urls() -> None:
   S3 console      http://{s.MINIO_HOST}:{s.MINIO_PORT_UI}          login {s.MINIO_ACCESS_KEY} / {s.MINIO_SECRET_ACCESS_KEY}
   S3 API          {s.s3_endpoint_url}     buckets {s.DATA_REPO_BUCKET_NAME}, {s.MLFLOW_BUCKET_NAME}
   Prediction API  {s.fastapi_url}/docs
-  PostgreSQL      {s.PG_HOST}:{s.PG_PORT}          role {s.PG_USER}, databases {s.PG_DATABASE}, {s.MLFLOW_PG_DATABASE}
-"""
+  PostgreSQL      {s.PG_HOST}:{s.PG_PORT}          role {s.PG_USER}, databases {s.PG_DATABASE}, {s.MLFLOW_PG_DATABASE}"""
     )
+    from mlplatform.localstack import stack_programs
+
+    if any(p.name == "prometheus" for p in stack_programs(s)):
+        print(f"  Prometheus      {s.prometheus_url}")
+    print()
 
 
 def cmd_airflow_users(args: argparse.Namespace) -> int:
