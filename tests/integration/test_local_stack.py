@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -218,3 +221,66 @@ def test_a_crashed_supervisor_is_recovered(stack: Settings) -> None:
     new_pid = local.supervisord_pid()
     assert new_pid is not None and new_pid != pid
     assert all(health in ("healthy", "done") for *_, health in local.status())
+
+
+def test_postgres_runs_from_the_pgserver_wheel_when_the_system_has_none() -> None:
+    """The local stack's PostgreSQL entrypoint on the wheel's binaries, as the stack runs it."""
+    import psycopg2
+
+    from mlplatform.localstack import free_ports
+    from mlplatform.localstack.prereqs import PG_OS_USER, ensure_postgres_user, pgserver_bin_dir
+    from mlplatform.settings import REPO_ROOT
+
+    wheel = pgserver_bin_dir()
+    assert wheel is not None
+    folder = Path(tempfile.mkdtemp(prefix="mlplatform-pgserver-"))
+    port = free_ports()["PG_PORT"]
+    user: dict[str, object] = {}
+    if os.geteuid() == 0:  # PostgreSQL refuses root: run it as the stack does
+        ensure_postgres_user()
+        shutil.chown(folder, PG_OS_USER, PG_OS_USER)
+        user = {"user": PG_OS_USER, "group": PG_OS_USER, "extra_groups": []}
+    env = {
+        "PATH": os.environ["PATH"],
+        "PG_BIN": str(wheel),
+        "PGDATA": str(folder / "data"),
+        "PG_PORT": str(port),
+        "PG_USER": "mlops",
+        "PG_PASSWORD": "wheel-test-password",
+        "PG_DATABASE": "airflow",
+        "MLFLOW_PG_DATABASE": "mlflow_db",
+    }
+    server = subprocess.Popen(  # the script ends by exec'ing postgres: this is its pid
+        ["bash", str(REPO_ROOT / "postgres" / "entrypoint.sh")],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **user,  # type: ignore[call-overload]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = psycopg2.connect(
+                    host="127.0.0.1",
+                    port=port,
+                    user="mlops",
+                    password="wheel-test-password",
+                    dbname="mlflow_db",
+                    connect_timeout=2,
+                )
+                break
+            except psycopg2.OperationalError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline, "the wheel's PostgreSQL never answered"
+                time.sleep(0.5)
+        with conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            assert cur.fetchone()[0].startswith("16.")
+        conn.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
