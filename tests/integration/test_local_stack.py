@@ -119,47 +119,21 @@ def test_postgres_wants_a_password_and_its_socket_is_private(stack: Settings) ->
     pg = postgres_binaries()
     assert pg is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    for host in (str(socket_dir), "127.0.0.1"):
-        denied = subprocess.run(
-            [
-                str(pg.bin_dir / "psql"),
-                "-h",
-                host,
-                "-p",
-                str(stack.PG_PORT),
-                "-U",
-                stack.PG_USER,
-                "-d",
-                stack.PG_DATABASE,
-                "-w",
-                "-c",
-                "SELECT 1",
-            ],
-            env=env,
+
+    def psql(host: str, password: str | None) -> subprocess.CompletedProcess[str]:
+        where = ["-h", host, "-p", str(stack.PG_PORT), "-U", stack.PG_USER, "-d", stack.PG_DATABASE]
+        return subprocess.run(
+            [str(pg.bin_dir / "psql"), *where, "-w", "-tAc", "SELECT 1"],
+            env={**env, "PGPASSWORD": password} if password else env,
             capture_output=True,
             text=True,
         )
+
+    for host in (str(socket_dir), "127.0.0.1"):
+        denied = psql(host, None)
         assert denied.returncode != 0, f"{host}: connected without a password"
         assert "password" in denied.stderr, denied.stderr
-    allowed = subprocess.run(
-        [
-            str(pg.bin_dir / "psql"),
-            "-h",
-            str(socket_dir),
-            "-p",
-            str(stack.PG_PORT),
-            "-U",
-            stack.PG_USER,
-            "-d",
-            stack.PG_DATABASE,
-            "-w",
-            "-tAc",
-            "SELECT 1",
-        ],
-        env={**env, "PGPASSWORD": stack.PG_PASSWORD},
-        capture_output=True,
-        text=True,
-    )
+    allowed = psql(str(socket_dir), stack.PG_PASSWORD)
     assert allowed.stdout.strip() == "1", allowed.stderr
 
 

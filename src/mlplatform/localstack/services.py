@@ -177,29 +177,14 @@ def programs(s: Settings) -> list[Program]:
             after=("s3",),
             health=lambda s: http_ok(f"{s.fastapi_url}/health"),
         ),
-        Program(
-            "airflow-api-server",
-            f"{airflow} api-server",
-            after=migrated,
-            health=_airflow_component_healthy("api_server"),
-        ),
-        Program(
-            "airflow-scheduler",
-            f"{airflow} scheduler",
-            after=migrated,
-            health=_airflow_component_healthy("scheduler"),
-        ),
-        Program(
-            "airflow-dag-processor",
-            f"{airflow} dag-processor",
-            after=migrated,
-            health=_airflow_component_healthy("dag_processor"),
-        ),
-        Program(
-            "airflow-triggerer",
-            f"{airflow} triggerer",
-            after=migrated,
-            health=_airflow_component_healthy("triggerer"),
+        *(
+            Program(
+                f"airflow-{component}",
+                f"{airflow} {component}",
+                after=migrated,
+                health=_airflow_component_healthy(component.replace("-", "_")),
+            )
+            for component in ("api-server", "scheduler", "dag-processor", "triggerer")
         ),
     ]
 
