@@ -9,6 +9,7 @@ progress, per-phase times, and a final sweep for orphans.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pwd
@@ -213,7 +214,8 @@ class LocalStack:
                 board.note("the local stack is already running; starting what is not")
             self._start_all(board, started, started + timeout)
             board.set("buckets, seed data", "running")
-            after_start(self.settings)
+            with contextlib.redirect_stdout(out) if out is not None else contextlib.nullcontext():
+                after_start(self.settings)
             board.set("buckets, seed data", "done", final=True)
             self.timings["buckets, seed data"] = (
                 self.timings.get("airflow-api-server", (0.0, 0.0))[1],
