@@ -23,10 +23,10 @@ from mlplatform.localstack import (
     stack_processes,
     stack_programs,
 )
+from mlplatform.localstack.files import StackFiles, supervisord_config
 from mlplatform.localstack.prereqs import PG_TOOLS, PgBinaries, pgserver_bin_dir
 from mlplatform.localstack.prometheus import localize, write_local_config
 from mlplatform.localstack.services import migration_heads, optional_programs
-from mlplatform.localstack.supervisor import supervisord_config
 from mlplatform.settings import REPO_ROOT, Settings
 
 
@@ -224,9 +224,9 @@ def test_the_written_local_prometheus_config_is_valid(tmp_path: Path) -> None:
 
 
 def test_postgres_runs_as_its_own_user_only_when_started_by_root(tmp_path: Path) -> None:
-    stack = LocalStack(_settings(tmp_path))
-    as_root = supervisord_config(stack, programs(stack.settings), as_root=True)
-    as_user = supervisord_config(stack, programs(stack.settings), as_root=False)
+    files, progs = StackFiles(tmp_path), programs(_settings(tmp_path))
+    as_root = supervisord_config(files, progs, as_root=True)
+    as_user = supervisord_config(files, progs, as_root=False)
     postgres_section = as_root.split("[program:postgres]")[1].split("[program:")[0]
     assert "user=postgres" in postgres_section
     assert as_root.count("user=") == 1

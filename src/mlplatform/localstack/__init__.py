@@ -6,6 +6,7 @@ One job per module:
 - `prereqs`: binaries (PostgreSQL: system or the pgserver wheel), users, the doctor's checks;
 - `prometheus`: the optional Prometheus's local config, made from the shared one;
 - `environment`: the environment every program gets;
+- `files`: where a stack keeps its files; supervisord's config and the folders' owners;
 - `supervisor`: `LocalStack`, start/stop/status through supervisord;
 - `procs`: /proc utilities (the stack's processes, their memory).
 

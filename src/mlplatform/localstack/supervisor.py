@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -24,10 +23,9 @@ from typing import Any
 
 from mlplatform.errors import PlatformError
 from mlplatform.localstack.environment import export_env
+from mlplatform.localstack.files import StackFiles, prepare_files
 from mlplatform.localstack.prereqs import (
-    PG_OS_USER,
     check_prerequisites,
-    ensure_postgres_user,
     postgres_binaries,
     prometheus_binary,
     venv_path,
@@ -49,68 +47,16 @@ def stack_programs(s: Settings) -> list[Program]:
     return programs(s) + optional_programs(s, prometheus)
 
 
-def make_reachable(path: Path) -> None:
-    """Let other users traverse every parent of `path` (the `postgres` user must reach it)."""
-    for parent in (path, *path.parents):
-        if parent == Path("/"):
-            break
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o011)
-
-
-def supervisord_config(stack: LocalStack, progs: list[Program], as_root: bool) -> str:
-    """supervisord's config file for these programs (pure: no I/O)."""
-    lines = [
-        "[unix_http_server]",
-        f"file={stack.sock}",
-        "chmod=0700",
-        "[supervisord]",
-        f"logfile={stack.logs / 'supervisord.log'}",
-        f"pidfile={stack.pidfile}",
-        # Every service's working directory, so `down` can find its orphans by it too.
-        f"directory={stack.dir}",
-        "logfile_maxbytes=10MB",
-        "logfile_backups=1",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "[supervisorctl]",
-        f"serverurl=unix://{stack.sock}",
-    ]
-    for p in progs:
-        env = ",".join(f'{k}="{v}"' for k, v in p.env.items())
-        lines += [
-            f"[program:{p.name}]",
-            f"command={p.command}",
-            "autostart=false",
-            f"autorestart={'false' if p.oneshot else 'unexpected'}",
-            # The health checks decide readiness; this only marks a quick crash as a failed start.
-            f"startsecs={0 if p.oneshot else 1}",
-            "startretries=2",
-            f"stopsignal={p.stop_signal}",
-            "stopwaitsecs=30",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "redirect_stderr=true",
-            f"stdout_logfile={stack.logs / (p.name + '.log')}",
-            "stdout_logfile_maxbytes=20MB",
-            "stdout_logfile_backups=1",
-        ]
-        if env:
-            lines.append(f"environment={env}")
-        if p.as_postgres_user and as_root:
-            lines.append(f"user={PG_OS_USER}")
-    return "\n".join(lines) + "\n"
-
-
 class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.dir = settings.STACK_DIR.resolve()
-        self.logs = self.dir / "logs"
-        self.conf = self.dir / "supervisord.conf"
-        self.sock = self.dir / "supervisor.sock"
-        self.pidfile = self.dir / "supervisord.pid"
+        self.files = StackFiles(settings.STACK_DIR.resolve())
+        self.dir, self.logs, self.sock, self.pidfile = (
+            self.files.dir,
+            self.files.logs,
+            self.files.sock,
+            self.files.pidfile,
+        )
         self.programs = stack_programs(settings)
         # Seconds since `up` began: when each program was started and when it was ready.
         self.timings: dict[str, tuple[float, float]] = {}
@@ -157,33 +103,13 @@ class LocalStack:
             env["PG_BIN"] = str(pg.bin_dir)
         return env
 
-    def _prepare_dirs(self) -> None:
-        for sub in ("logs", "tmp", "s3", "airflow"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        pg_dir = self.dir / "postgres"
-        pg_dir.mkdir(exist_ok=True)
-        if any(p.name == "prometheus" for p in self.programs):
-            from mlplatform.localstack.prometheus import write_local_config
-
-            write_local_config(self.settings, self.dir / "prometheus")
-        if os.geteuid() == 0:
-            ensure_postgres_user()
-            user = pwd.getpwnam(PG_OS_USER)
-            for path in (pg_dir, *pg_dir.rglob("*")):
-                os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
-            make_reachable(self.dir)
-            pg = postgres_binaries()
-            if pg is not None and pg.source == "pgserver wheel":
-                make_reachable(pg.bin_dir)
-
     def _start_supervisord(self) -> None:
         check_prerequisites(self.settings, any(p.name == "prometheus" for p in self.programs))
-        self._prepare_dirs()
-        self.conf.write_text(supervisord_config(self, self.programs, os.geteuid() == 0))
+        conf = prepare_files(self.files, self.settings, self.programs)
         supervisord = shutil.which("supervisord", path=venv_path())
         if not supervisord:
             raise PlatformError("supervisord not found: run `uv sync`")
-        subprocess.run([supervisord, "-c", str(self.conf)], env=self._environment(), check=True)
+        subprocess.run([supervisord, "-c", str(conf)], env=self._environment(), check=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
