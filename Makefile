@@ -1,15 +1,30 @@
 # ML Models and something more Inc. — the MLOps platform. `make help` lists the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= uv
+# uv: the one on PATH, else a pinned one bootstrapped into a project-local tools venv
+# (Debian's system Python refuses `pip install`: PEP 668; a venv works).
+UV_VERSION := 0.13.8
+TOOLS := .tools
+PYTHON ?= python3
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
+# Only from the command line (`make test PYTEST_ARGS=...`), never silently from the environment.
+PYTEST_ARGS :=
 
 ##@ Getting started
 help: ## List every target with its description
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## Install the package and its pinned dependencies (uv.lock)
+install: $(if $(findstring $(TOOLS)/bin/uv,$(UV)),$(TOOLS)/bin/uv) ## Install the package and its pinned dependencies (uv.lock)
 	$(UV) sync --frozen
+
+$(TOOLS)/bin/uv:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is needed as $(PYTHON) (PYTHON=... to choose)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+doctor: install ## Check prerequisites, ports, memory and disk, and say what to fix
+	$(RUN) mlplatform doctor
 
 ##@ Local stack (native processes, no Docker)
 local: install ## Start every service on 127.0.0.1 and print the URLs
@@ -82,20 +97,28 @@ clean: ## Remove the containers AND their volumes (every database, bucket and lo
 .PHONY: up down logs ps clean
 
 ##@ Quality
-test: install ## Lint, type-check and run every test (unit, integration, e2e) on a real stack
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
-	$(RUN) mypy
-	@$(RUN) pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest: no tests ran"; exit 0; fi; exit $$rc
+test: install chromium lint ## Lint, type-check, check the import contracts and run every test on a real stack
+	@if [ -n "$(PYTEST_ARGS)" ]; then echo "pytest: a subset, PYTEST_ARGS=$(PYTEST_ARGS)"; fi
+	$(RUN) pytest $(PYTEST_ARGS)
 
-lint: ## Lint and type-check only
+# The browser tests need Chromium: installed here when root with apt, else named; never skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "== installing Chromium for the browser tests (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "Chromium is needed for the browser tests: run \`sudo apt-get install -y chromium\`"; exit 1; \
+	  fi; }
+
+lint: install ## Lint, type-check and check the layers' import contracts (import-linter)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 format: ## Format the code and apply safe lint fixes
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-.PHONY: help install local local-down local-status demo test lint format
+.PHONY: help install doctor local local-down local-status demo test chromium lint format

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(TESTS.parent / "airflow"
 
 
 LAYERS = ("unit", "integration", "e2e")
+# The session stack's start, per phase: shown at the end of the run (CI logs keep it).
+START_REPORT: list[str] = []
 
 
 def _layer(item: pytest.Item) -> str:
@@ -36,6 +39,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(getattr(pytest.mark, _layer(item)))
     # Fast feedback first: unit tests fail before the stack is even started.
     items.sort(key=lambda item: LAYERS.index(_layer(item)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for report in START_REPORT:
+        terminalreporter.write_sep("-", "local stack start")
+        terminalreporter.write_line(report)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +70,11 @@ def stack() -> Iterator[object]:
     settings = get_settings()
     local = LocalStack(settings)
     try:
-        local.up()
+        started = time.monotonic()
+        local.up(quiet=True)
+        START_REPORT.append(
+            f"local stack healthy after {time.monotonic() - started:.0f} s; " + local.phase_report()
+        )
         yield settings
     finally:
         orphans = local.down()

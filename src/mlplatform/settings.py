@@ -127,11 +127,25 @@ class Settings(BaseSettings):
     # must share it).
     PREDICTION_ID_KEY: str = DEV_SECRETS["PREDICTION_ID_KEY"]
     MAX_FEEDBACK_ROWS: int = 1000
+    # Monitoring (the `monitor` DAG): the window of predictions it judges, the least traffic and
+    # the fewest outcomes it judges at all, and when the served model counts as degraded: a
+    # drifted-feature share at or above DRIFT_SHARE_THRESHOLD, or live F1 below the model's test
+    # F1 minus F1_DROP_MARGIN. Defaults from benchmarks/drift_figures.py (see the README).
+    MONITOR_WINDOW_HOURS: float = 24.0
+    MONITOR_MIN_ROWS: int = 100
+    MONITOR_MIN_LABELLED: int = 100
+    DRIFT_SHARE_THRESHOLD: float = 0.3
+    F1_DROP_MARGIN: float = 0.1
+    # How often the prediction service re-reads the latest monitoring summary for /metrics.
+    MONITOR_REFRESH_SECONDS: float = 60.0
     # A request body over this many bytes gets a 413 before it is read whole or parsed.
     MAX_BODY_BYTES: int = 1_000_000
     # Every S3 and MLflow call is bounded, so a hung server becomes an error (and `degraded`).
     S3_TIMEOUT_SECONDS: float = 20.0
     MLFLOW_TIMEOUT_SECONDS: float = 10.0
+
+    # Prometheus (optional in the local stack: it runs when the binary is installed).
+    PROMETHEUS_PORT: int = 9090
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Settings:
@@ -182,6 +196,11 @@ class Settings(BaseSettings):
     @property
     def fastapi_url(self) -> str:
         return f"http://{self.FASTAPI_HOST}:{self.FASTAPI_PORT}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.BIND_HOST}:{self.PROMETHEUS_PORT}"
 
     @property
     def airflow_home(self) -> Path:

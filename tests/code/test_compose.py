@@ -81,6 +81,7 @@ CONTAINER_VALUES = {
     "MLFLOW_PORT": "5000",
     "AIRFLOW_PORT": "8080",
     "FASTAPI_PORT": "8800",
+    "PROMETHEUS_PORT": "9090",
     "AIRFLOW_PUBLIC_URL": f"http://localhost:{DOTENV['AIRFLOW_PORT']}",
 }
 # What the prediction service may need at shutdown to flush its log to a slow S3.

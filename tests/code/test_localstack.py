@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -13,11 +15,18 @@ from mlplatform.errors import PlatformError
 from mlplatform.localstack import (
     LocalStack,
     check_prerequisites,
+    diagnose,
+    find_postgres,
     free_ports,
     ports,
     programs,
     stack_processes,
+    stack_programs,
 )
+from mlplatform.localstack.files import StackFiles, supervisord_config
+from mlplatform.localstack.prereqs import PG_TOOLS, PgBinaries, pgserver_bin_dir
+from mlplatform.localstack.prometheus import localize, write_local_config
+from mlplatform.localstack.services import migration_heads, optional_programs
 from mlplatform.settings import REPO_ROOT, Settings
 
 
@@ -78,3 +87,176 @@ def test_every_program_runs_an_entrypoint_of_its_service_folder(tmp_path: Path) 
         assert script.is_file() and os.access(script, os.X_OK), program
         assert script.parent.parent == REPO_ROOT
         assert script.parent.name in ("postgres", "minio", "mlflow", "airflow", "fastapi")
+
+
+def test_free_ports_are_distinct_including_derived_ranges(tmp_path: Path) -> None:
+    for seed in range(20):
+        allocated = free_ports(low=20000, high=20400, rng=random.Random(seed))
+        settings = _settings(tmp_path, **allocated)
+        used = list(ports(settings, prometheus=True).values())
+        assert len(used) == len(set(used)), (seed, sorted(used))
+        assert set(allocated) <= {n.split(" ")[0] for n in ports(settings, prometheus=True)}
+
+
+def test_the_default_ports_with_prometheus_are_distinct(tmp_path: Path) -> None:
+    values = list(ports(_settings(tmp_path), prometheus=True).values())
+    assert len(values) == len(set(values))
+    assert 9090 in values
+
+
+def _fake_pg(bin_dir: Path, tools: tuple[str, ...] = PG_TOOLS) -> Path:
+    bin_dir.mkdir(parents=True)
+    for tool in tools:
+        (bin_dir / tool).write_text("#!/bin/sh\n")
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
+def test_system_postgres_is_preferred_to_the_wheel_and_the_newest_wins(tmp_path: Path) -> None:
+    system = tmp_path / "lib"
+    _fake_pg(system / "9" / "bin")
+    newest = _fake_pg(system / "16" / "bin")
+    wheel = _fake_pg(tmp_path / "wheel" / "bin")
+    found = find_postgres(path="", system_root=system, wheel_bin=wheel)
+    assert found == PgBinaries(newest, "system")
+
+
+def test_postgres_on_path_comes_first_and_an_incomplete_folder_is_passed_over(
+    tmp_path: Path,
+) -> None:
+    system = tmp_path / "lib"
+    _fake_pg(system / "17" / "bin", tools=("postgres", "initdb"))  # no pg_ctl, psql
+    on_path = _fake_pg(tmp_path / "path")
+    wheel = _fake_pg(tmp_path / "wheel" / "bin")
+    assert find_postgres(path=str(on_path), system_root=system, wheel_bin=wheel) == PgBinaries(
+        on_path.resolve(), "PATH"
+    )
+    assert find_postgres(path="", system_root=system, wheel_bin=wheel) == PgBinaries(
+        wheel, "pgserver wheel"
+    )
+    assert find_postgres(path="", system_root=system, wheel_bin=None) is None
+
+
+def test_an_explicit_pg_bin_wins_and_must_be_complete(tmp_path: Path) -> None:
+    chosen = _fake_pg(tmp_path / "chosen")
+    assert find_postgres(str(chosen), path="", system_root=tmp_path) == PgBinaries(chosen, "PG_BIN")
+    assert find_postgres(str(tmp_path / "missing"), path="", system_root=tmp_path) is None
+
+
+def test_the_pgserver_wheel_ships_runnable_postgres_16() -> None:
+    wheel = pgserver_bin_dir()
+    assert wheel is not None and all((wheel / tool).is_file() for tool in PG_TOOLS)
+    out = subprocess.run([wheel / "postgres", "--version"], capture_output=True, text=True)
+    assert out.stdout.startswith("postgres (PostgreSQL) 16."), out
+
+
+def test_migration_heads_follow_the_chain_and_merges(tmp_path: Path) -> None:
+    scripts = {
+        "a.py": 'revision = "aa01"\ndown_revision = None\n',
+        "b.py": 'revision = "bb02"\ndown_revision = "aa01"\n',
+        "c.py": 'revision: str = "cc03"\ndown_revision = "aa01"\n',
+        "d.py": 'revision = "dd04"\ndown_revision = ("bb02", "cc03")\n',
+    }
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text)
+    assert migration_heads(tmp_path) == {"dd04"}
+    (tmp_path / "e.py").write_text('revision = "ee05"\ndown_revision = "dd04"\n')
+    assert migration_heads(tmp_path) == {"ee05"}
+
+
+def test_airflows_own_migrations_have_one_head() -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("airflow")
+    assert spec is not None and spec.submodule_search_locations
+    versions = Path(next(iter(spec.submodule_search_locations))) / "migrations" / "versions"
+    assert len(migration_heads(versions)) == 1
+
+
+def test_every_dependency_names_a_program_and_the_order_has_no_cycle(tmp_path: Path) -> None:
+    progs = {p.name: p for p in stack_programs(_settings(tmp_path))}
+    done: set[str] = set()
+    while len(done) < len(progs):
+        ready = {n for n, p in progs.items() if n not in done and set(p.after) <= done}
+        assert ready, f"a dependency cycle or an unknown name among {set(progs) - done}"
+        done |= ready
+
+
+def test_prometheus_is_optional(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert [p.name for p in optional_programs(settings, None)] == []
+    (prom,) = optional_programs(settings, "/usr/bin/prometheus")
+    assert f"--web.listen-address=127.0.0.1:{settings.PROMETHEUS_PORT}" in prom.command
+
+
+def test_the_local_prometheus_config_targets_the_local_services(tmp_path: Path) -> None:
+    shared = {
+        "global": {"scrape_interval": "15s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [
+            {"job_name": "fastapi", "static_configs": [{"targets": ["fastapi:8800"]}]},
+            {
+                "job_name": "replicas",
+                "dns_sd_configs": [{"names": ["fastapi"], "type": "A", "port": 8800}],
+            },
+            {"job_name": "grafana", "static_configs": [{"targets": ["grafana:3000"]}]},
+        ],
+    }
+    addresses = {"fastapi": "127.0.0.1:18800"}
+    config = localize(shared, addresses, Path("/repo/monitoring"))
+    assert config["rule_files"] == ["/repo/monitoring/alerts.yml"]
+    assert config["global"] == shared["global"]
+    assert config["scrape_configs"] == [
+        {"job_name": "fastapi", "static_configs": [{"targets": ["127.0.0.1:18800"]}]},
+        {"job_name": "replicas", "static_configs": [{"targets": ["127.0.0.1:18800"]}]},
+    ]
+
+
+def test_the_written_local_prometheus_config_is_valid(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, FASTAPI_PORT=18800)
+    path = write_local_config(settings, tmp_path / "prometheus")
+    text = path.read_text()
+    assert "127.0.0.1:18800" in text and "fastapi:8800" not in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: apt-get install -y prometheus"
+    check = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_postgres_runs_as_its_own_user_only_when_started_by_root(tmp_path: Path) -> None:
+    files, progs = StackFiles(tmp_path), programs(_settings(tmp_path))
+    as_root = supervisord_config(files, progs, as_root=True)
+    as_user = supervisord_config(files, progs, as_root=False)
+    postgres_section = as_root.split("[program:postgres]")[1].split("[program:")[0]
+    assert "user=postgres" in postgres_section
+    assert as_root.count("user=") == 1
+    assert "user=" not in as_user
+
+
+def test_the_package_names_load_lazily_and_all_resolve() -> None:
+    import mlplatform.localstack as package
+
+    assert sorted(package.__all__) == sorted(package._HOME)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError):
+        _ = package.no_such_name
+
+
+def test_the_doctor_names_a_busy_port_and_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = _settings(tmp_path, **{**free_ports(), "MLFLOW_PORT": port})
+        checks = {c.what: c for c in diagnose(settings, stack_running=False)}
+    busy = checks[f"port {port} (MLFLOW_PORT)"]
+    assert not busy.ok and busy.required and "another port in .env" in busy.fix
+    assert checks["PostgreSQL server"].ok  # the pgserver wheel at least
+    assert {"Python >= 3.11", "memory available", "disk free", "weed"} <= set(checks)
+
+
+def test_the_doctor_passes_with_free_ports(tmp_path: Path) -> None:
+    checks = diagnose(_settings(tmp_path, **free_ports()), stack_running=False)
+    failed = [c for c in checks if c.required and not c.ok]
+    assert not failed, failed

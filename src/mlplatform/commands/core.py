@@ -1,4 +1,4 @@
-"""Core subcommands: environment export, the local stack, Airflow users, bucket bootstrap."""
+"""Core subcommands: environment export, the local stack, its doctor, Airflow users, buckets."""
 
 from __future__ import annotations
 
@@ -55,9 +55,13 @@ def print_urls() -> None:
   S3 console      http://{s.MINIO_HOST}:{s.MINIO_PORT_UI}          login {s.MINIO_ACCESS_KEY} / {s.MINIO_SECRET_ACCESS_KEY}
   S3 API          {s.s3_endpoint_url}     buckets {s.DATA_REPO_BUCKET_NAME}, {s.MLFLOW_BUCKET_NAME}
   Prediction API  {s.fastapi_url}/docs
-  PostgreSQL      {s.PG_HOST}:{s.PG_PORT}          role {s.PG_USER}, databases {s.PG_DATABASE}, {s.MLFLOW_PG_DATABASE}
-"""
+  PostgreSQL      {s.PG_HOST}:{s.PG_PORT}          role {s.PG_USER}, databases {s.PG_DATABASE}, {s.MLFLOW_PG_DATABASE}"""
     )
+    from mlplatform.localstack import stack_programs
+
+    if any(p.name == "prometheus" for p in stack_programs(s)):
+        print(f"  Prometheus      {s.prometheus_url}")
+    print()
 
 
 def cmd_airflow_users(args: argparse.Namespace) -> int:
@@ -71,10 +75,27 @@ def cmd_airflow_users(args: argparse.Namespace) -> int:
 
 
 def cmd_lake_init(args: argparse.Namespace) -> int:
-    from mlplatform.localstack import AFTER_START_HOOKS, run_hooks
+    from mlplatform.localstack import after_start
 
-    run_hooks(AFTER_START_HOOKS, get_settings())
+    after_start(get_settings())
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check what `make demo` and `make test` need; exit 1 if a required check fails."""
+    from mlplatform.localstack import LocalStack, diagnose
+
+    s = get_settings()
+    checks = diagnose(s, stack_running=LocalStack(s).supervisord_pid() is not None)
+    for c in checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+        print(f"{mark} {c.what:34s} {c.detail}")
+    todo = [c for c in checks if not c.ok]
+    if todo:
+        print("\nwhat to fix:")
+        for c in todo:
+            print(f"  {c.what}: {c.fix}")
+    return 1 if any(c.required for c in todo) else 0
 
 
 def register(subparsers: Any) -> None:
@@ -85,5 +106,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_local)
     p = subparsers.add_parser("airflow-users", help="write Airflow's admin login from the settings")
     p.set_defaults(func=cmd_airflow_users)
+    p = subparsers.add_parser("doctor", help="check prerequisites, ports, memory and disk")
+    p.set_defaults(func=cmd_doctor)
     p = subparsers.add_parser("lake-init", help="create the buckets and seed the landing zone")
     p.set_defaults(func=cmd_lake_init)
