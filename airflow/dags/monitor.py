@@ -1,0 +1,73 @@
+"""
+### Monitoring: drift, live performance, and retraining that starts by itself
+
+Hourly (and on demand), over the last `MONITOR_WINDOW_HOURS` of the prediction log:
+
+1. **take_feedback_files**: hospitals' bulk outcome files under `feedback/incoming/` are
+   validated; outcomes are stored like `POST /feedback`'s, bad rows and refused files go to
+   `feedback/rejected/` with the reason.
+2. **compute**: per model version in the window (the champion always): data drift of every
+   feature against the version's training split (Evidently), prediction drift, missing-value
+   shares, live accuracy/F1/recall/Brier on the outcomes that came back, each with its count;
+   "insufficient data" below `MONITOR_MIN_ROWS` rows. Writes `monitoring/<window>/report.html`
+   and `summary.json` (report first, `monitoring/latest.json` last) and a `monitoring` run in
+   MLflow.
+3. **fold_in_feedback**: when the champion degraded, every labelled outcome becomes the
+   `feedback` delivery and the dataset version that includes it is published.
+4. **alarm**: on degradation, updates the model-degraded Asset, which starts `retrain`; the
+   event carries the figures that caused it. Skipped otherwise.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from common import MODEL_DEGRADED, dag_args
+
+
+@dag(
+    dag_id="monitor",
+    schedule="@hourly",
+    **dag_args(__doc__, "monitoring", retry_delay=30, timeout_minutes=30),
+)
+def monitor():
+    @task
+    def take_feedback_files() -> dict:
+        from mlplatform.monitor import take_feedback_files
+        from mlplatform.settings import get_settings
+
+        return take_feedback_files(get_settings())
+
+    @task
+    def compute(data_interval_end=None) -> dict:
+        from mlplatform.monitor import compute
+        from mlplatform.settings import get_settings
+
+        run = compute(get_settings(), data_interval_end)
+        print(f"monitoring {run['window']}: {run['status']} -> {run['prefix']}report.html")
+        return run
+
+    @task
+    def fold_in_feedback(run: dict) -> str | None:
+        from mlplatform.monitor import fold_in_feedback
+        from mlplatform.settings import get_settings
+
+        return fold_in_feedback(run, get_settings())
+
+    @task(outlets=[MODEL_DEGRADED])
+    def alarm(run: dict, dataset_version: str | None, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from mlplatform.monitor import alarm_extra
+
+        if not run["degraded"]:
+            raise AirflowSkipException(f"{run['window']}: {run['status']}, no alarm")
+        extra = alarm_extra(run, dataset_version)
+        outlet_events[MODEL_DEGRADED].extra = extra
+        return extra
+
+    run = compute()
+    take_feedback_files() >> run
+    alarm(run, fold_in_feedback(run))
+
+
+monitor()
