@@ -14,8 +14,10 @@ from mlplatform.evaluation import (
     PROMOTE,
     GateResult,
     Predictions,
+    SourceMetrics,
     mcnemar,
     metric_intervals,
+    metrics_by_source,
     promotion_gate,
     resample_counts,
 )
@@ -119,3 +121,24 @@ def test_gate_result_travels_as_json() -> None:
     back = GateResult.from_dict(json.loads(text))
     assert back.to_dict() == result.to_dict()
     assert "lies above 0" in back.rule and back.mcnemar == result.mcnemar
+
+
+def test_metrics_by_source_match_sklearn_on_each_subset() -> None:
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    y, model, _, sources = synthetic(4)
+    y[sources == "2"] = 1  # a source with one class (Switzerland): ROC AUC is undefined
+    table = {s.source: s for s in metrics_by_source(y, model.labels, model.proba, sources)}
+    assert list(table) == ["0", "1", "2", "all"] and table["all"].rows == len(y)
+    for name in ("0", "1"):
+        mask = sources == name
+        assert table[name].rows == mask.sum() and table[name].positives == y[mask].sum()
+        assert table[name].metrics["f1"] == pytest.approx(f1_score(y[mask], model.labels[mask]))
+        assert table[name].metrics["roc_auc"] == pytest.approx(
+            roc_auc_score(y[mask], model.proba[mask])
+        )
+        assert table[name].mean_proba == pytest.approx(model.proba[mask].mean())
+    assert np.isnan(table["2"].metrics["roc_auc"])
+    as_json = json.loads(json.dumps(table["2"].to_dict(), allow_nan=False))
+    assert as_json["metrics"]["roc_auc"] is None
+    assert SourceMetrics.from_dict(as_json).to_dict() == table["2"].to_dict()
