@@ -192,7 +192,9 @@ def main() -> None:
         report(title, pairs[-1], frames[-1]["test"], result, old)
         target = SPEC.target
         gaps.append(abs(frames[-1]["v2_train"][target].mean() - frames[-1]["test"][target].mean()))
-    print(f"\ntrain/test positive-rate gap on all hospitals, before/after: {gaps}")
+    print(
+        f"\ntrain/test positive-rate gap, all hospitals: before {gaps[0]:.4f}, after {gaps[1]:.4f}"
+    )
     before, after = pairs
     after_frames = frames[-1]
     if args.figure:

@@ -513,8 +513,9 @@ def promotion_gate(
         reasons.append(f"the {spec.name} improvement's lower bound {overall.low:+.4f} is above 0")
     else:
         reasons.append(
-            f"the {spec.name} improvement {overall.estimate:+.4f} is not significant: its "
-            f"{confidence:.0%} interval [{overall.low:+.4f}, {overall.high:+.4f}] reaches 0"
+            f"the {spec.name} improvement {overall.estimate:+.4f} is not shown: its "
+            f"{confidence:.0%} interval [{overall.low:+.4f}, {overall.high:+.4f}] does not lie "
+            "above 0"
         )
     per_source = []
     for name in sorted(set(src)):
