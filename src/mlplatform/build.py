@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.dataset import DatasetSpec
+from mlplatform.features import missing_counts, too_many_missing, too_many_missing_reason
 from mlplatform.spec import SPEC
 from mlplatform.store import ROW_ID, SOURCE, SPLIT_NAMES
 from mlplatform.validation import REASON, parse_delivery, validate
@@ -77,7 +78,9 @@ def assign_split(ids: pd.Series, seed: int, test_fraction: float) -> pd.Series:
     return pd.Series(np.where(unit < test_fraction, "test", "train"), index=ids.index)
 
 
-def validate_all(raw: list[RawDelivery], spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_all(
+    raw: list[RawDelivery], spec: DatasetSpec = SPEC
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate every delivery; raises DeliveryRejected on the first wrongly shaped one."""
     valid, rejected = [], []
     for delivery in raw:
@@ -87,11 +90,6 @@ def validate_all(raw: list[RawDelivery], spec: DatasetSpec) -> tuple[pd.DataFram
     return pd.concat(valid, ignore_index=True), pd.concat(rejected, ignore_index=True)
 
 
-def too_sparse(features: pd.DataFrame, max_missing: int) -> pd.Series:
-    """Rows missing more than `max_missing` features: training drops them, serving refuses them."""
-    return features.isna().sum(axis=1) > max_missing
-
-
 def clean(valid: pd.DataFrame, spec: DatasetSpec = SPEC) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Dedupe, binary target, drop rows with too many gaps. Returns (clean, dropped, n_dupes)."""
     df = valid.assign(**{ROW_ID: row_ids(valid, spec)})
@@ -99,18 +97,10 @@ def clean(valid: pd.DataFrame, spec: DatasetSpec = SPEC) -> tuple[pd.DataFrame, 
     df = df.drop_duplicates(subset=ROW_ID, keep="first")
     duplicates = before - len(df)
     df[spec.target] = (df[spec.raw_target] > 0).astype(int)
-    features = df[list(spec.feature_names)]
-    sparse = too_sparse(features, spec.max_missing_features)
-    missing = features.isna().sum(axis=1)
+    sparse = too_many_missing(df, spec=spec)
+    missing = missing_counts(df, spec)
     dropped = df[sparse].assign(
-        **{
-            REASON: missing[sparse].map(
-                lambda n: (
-                    f"{n} of {len(spec.feature_names)} features missing "
-                    f"(more than {spec.max_missing_features})"
-                )
-            )
-        }
+        **{REASON: missing[sparse].map(lambda n: too_many_missing_reason(int(n), spec=spec))}
     )
     columns = [ROW_ID, SOURCE, *spec.feature_names, spec.target]
     kept = df[~sparse][columns].sort_values(ROW_ID).reset_index(drop=True)

@@ -74,7 +74,7 @@ def test_a_row_with_more_unknowns_than_training_keeps_is_refused(pipeline):
     row = {**example_patient(), **dict.fromkeys(("ca", "thal", "chol", "slope"), None)}
     assert client.post("/predict", json=row).status_code == 200  # 4 unknown: the limit
     resp = client.post("/predict", json={**row, "oldpeak": None})
-    assert resp.status_code == 422 and "more than 4 of 13 features unknown" in resp.text
+    assert resp.status_code == 422 and "5 of 13 features missing (more than 4)" in resp.text
 
 
 def test_every_prediction_has_an_id_the_platform_recognises(pipeline):

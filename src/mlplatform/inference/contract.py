@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.dataset import CategoricalFeature, DatasetSpec
+from mlplatform.features import too_many_missing_reason
 from mlplatform.spec import SPEC
 
 FEATURES: tuple[str, ...] = SPEC.feature_names
@@ -44,19 +45,15 @@ def invalid_reasons(frame: pd.DataFrame, spec: DatasetSpec = SPEC) -> pd.Series:
             problems.append((out, f"{name}: outside {feature.minimum:g}..{feature.maximum:g}"))
             if feature.integer:
                 problems.append((present & ~out & (values % 1 != 0), f"{name}: not an integer"))
-    problems.append((unknown > spec.max_missing_features, too_many_unknown_message(spec)))
+    sparse = unknown > spec.max_missing_features
     reasons = np.full(n, "", dtype=object)
-    bad = np.logical_or.reduce([mask for mask, _ in problems]) if problems else np.zeros(n, bool)
+    bad = np.logical_or.reduce([mask for mask, _ in problems] + [sparse])
     for row in np.flatnonzero(bad):
-        reasons[row] = "; ".join(text for mask, text in problems if mask[row])
+        texts = [text for mask, text in problems if mask[row]]
+        if sparse[row]:
+            texts.append(too_many_missing_reason(int(unknown[row]), spec=spec))
+        reasons[row] = "; ".join(texts)
     return pd.Series(reasons, index=frame.index, dtype=object)
-
-
-def too_many_unknown_message(spec: DatasetSpec = SPEC) -> str:
-    return (
-        f"more than {spec.max_missing_features} of {len(spec.feature_names)} features unknown "
-        "(training drops such rows, so the model cannot answer for them)"
-    )
 
 
 def numeric(column: pd.Series) -> np.ndarray:

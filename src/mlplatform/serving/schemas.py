@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from mlplatform.dataset import CategoricalFeature, DatasetSpec, NumericFeature
-from mlplatform.inference.contract import too_many_unknown_message
+from mlplatform.features import too_many_missing_reason
 from mlplatform.prediction_ids import ID_PATTERN
 from mlplatform.spec import SPEC
 
@@ -66,8 +66,12 @@ def patient_model(spec: DatasetSpec = SPEC) -> type[BaseModel]:
 
     def not_too_many_unknown(row: BaseModel) -> BaseModel:
         # The training rule: such rows are dropped from training, so the model cannot answer.
-        if sum(getattr(row, n) is None for n in spec.feature_names) > spec.max_missing_features:
-            raise ValueError(too_many_unknown_message(spec))
+        unknown = sum(getattr(row, n) is None for n in spec.feature_names)
+        if unknown > spec.max_missing_features:
+            raise ValueError(
+                too_many_missing_reason(unknown, spec=spec)
+                + ": training drops such rows, so the model does not answer for them"
+            )
         return row
 
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
