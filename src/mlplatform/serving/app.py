@@ -26,6 +26,7 @@ from mlplatform.serving.deps import CurrentModel, document_api_key
 from mlplatform.serving.feedback import feedback_router
 from mlplatform.serving.guard import RequestGuard
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
+from mlplatform.serving.monitoring import LatestMonitoring, monitoring_router
 from mlplatform.serving.page import render_page
 from mlplatform.serving.prediction_log import PredictionLog
 from mlplatform.serving.schemas import (
@@ -103,6 +104,7 @@ def create_app(
         serving_metrics.model_swapped(holder.current)
     store = DataStore(Lake(s))
     prediction_log = PredictionLog(store, s.PREDICTION_LOG_FLUSH_SECONDS)
+    monitoring = LatestMonitoring(store, s.MONITOR_REFRESH_SECONDS)
     id_key = s.PREDICTION_ID_KEY.encode()
 
     @asynccontextmanager
@@ -113,11 +115,13 @@ def create_app(
             freeze_heap()  # the imports, also when there is no champion yet
             holder.start()
             prediction_log.start()
+            monitoring.refresher.start()
         yield
         if background:
             # Flush first: it is what a shutdown can lose; the watcher has nothing to save.
             await run_in_threadpool(prediction_log.stop)
             holder.stop()
+            monitoring.refresher.stop()
 
     app = FastAPI(
         title=f"ML Models and something more Inc. — {SPEC.display_name.lower()} prediction API",
@@ -130,6 +134,7 @@ def create_app(
     app.state.prediction_log = prediction_log
     app.state.settings = s
     app.state.store = store
+    app.state.monitoring = monitoring
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
     # Added last, so it runs first: a refused request costs no metrics work either.
     app.add_middleware(
@@ -186,6 +191,7 @@ def create_app(
 
     app.include_router(predicts)
     app.include_router(feedback_router(s, responses))
+    app.include_router(monitoring_router(monitoring))
 
     def background_problems() -> dict[str, str]:
         found = {
@@ -207,7 +213,8 @@ def create_app(
         label, the model version in use, and the prediction log's backlog."""
         serving_metrics.log_buffered.set(prediction_log.buffered)
         serving_metrics.log_dropped.set(prediction_log.dropped)
-        return Response(generate_latest(serving_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        text = generate_latest(serving_metrics.registry) + monitoring.exposition().encode()
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ready", responses={503: {"description": "No model loaded yet"}})
     async def ready() -> JSONResponse:

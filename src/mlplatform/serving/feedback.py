@@ -10,17 +10,16 @@ label is the latest observation's.
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from mlplatform.monitoring.feedback import Outcome as StoredOutcome
+from mlplatform.monitoring.feedback import outcomes_frame
 from mlplatform.prediction_ids import issued_here
 from mlplatform.serving.deps import document_api_key
 from mlplatform.serving.schemas import FeedbackAccepted, Outcome, feedback_batch_model
 from mlplatform.settings import Settings
-
-FEEDBACK_COLUMNS = ["prediction_id", "label", "observed_at", "received_at"]
 
 
 def feedback_router(settings: Settings, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
@@ -51,11 +50,10 @@ def feedback_router(settings: Settings, responses: dict[int | str, dict[str, Any
         if unknown:
             raise RequestValidationError(unknown)
         now = datetime.now(UTC)
-        frame = pd.DataFrame(
-            [(o.prediction_id, o.label, o.observed_at or now, now) for o in outcomes],
-            columns=FEEDBACK_COLUMNS,
+        # The stored table of mlplatform.monitoring.feedback; merged when the monitor reads it.
+        frame = outcomes_frame(
+            (StoredOutcome(o.prediction_id, o.label, o.observed_at) for o in outcomes), now
         )
-        frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
         try:
             await run_in_threadpool(request.app.state.store.write_feedback, frame, now)
         except Exception as err:  # S3 down: nothing was stored, the client retries
