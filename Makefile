@@ -53,10 +53,16 @@ train: ## Trigger the training DAG (N_TRIALS=... to override the setting) and wa
 retrain: ## Trigger the champion/challenger retraining DAG and wait
 	$(RUN) mlplatform trigger retrain
 
+monitor: ## Trigger the monitoring DAG (drift, live performance; retraining on degradation) and wait
+	$(RUN) mlplatform trigger monitor
+
+monitor-demo: ## Send shifted patients with their outcomes, run the monitor, show drift and retraining
+	$(RUN) mlplatform monitor-demo
+
 lineage: ## Print the champion's lineage: dataset version, deliveries, commit, params, metrics
 	$(RUN) mlplatform lineage
 
-.PHONY: deliver etl train retrain lineage
+.PHONY: deliver etl train retrain monitor monitor-demo lineage
 
 ##@ Serving
 predict: ## POST one example patient to the running prediction service

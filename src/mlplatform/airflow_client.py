@@ -15,6 +15,7 @@ from mlplatform.errors import PlatformError
 from mlplatform.settings import Settings, get_settings
 
 FINISHED = {"success", "failed"}
+TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 class DagRunFailed(PlatformError):
@@ -99,10 +100,24 @@ class AirflowClient:
             time.sleep(poll)
         return new[-1]
 
-    def follow(self, dag_id: str, run_id: str, timeout: float = 1800) -> str:
-        """Wait for a run and print its task states, as a user watching the UI would."""
-        state = self.wait(dag_id, run_id, timeout=timeout)
-        tasks = self.task_states(dag_id, run_id)
+    def follow(self, dag_id: str, run_id: str, timeout: float = 1800, poll: float = 2) -> str:
+        """Wait for a run, showing each task's state as it changes with its elapsed time (a
+        live table on a terminal, plain lines in a log), as a user watching the UI would."""
+        from mlplatform.progress import status_board
+
+        deadline = time.monotonic() + timeout
+        with status_board(f"{dag_id} run {run_id}") as board:
+            while True:
+                state = self.run_state(dag_id, run_id)
+                tasks = self.task_states(dag_id, run_id)
+                for task, task_state in tasks.items():
+                    board.set(task, str(task_state), final=task_state in TASK_DONE)
+                board.set("(run)", state, final=state in FINISHED)
+                if state in FINISHED:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+                time.sleep(poll)
         print(f"{dag_id}: {state} ({', '.join(f'{t}={s}' for t, s in tasks.items())})")
         if state != "success":
             raise DagRunFailed(

@@ -11,10 +11,10 @@ import sys
 
 from pydantic import ValidationError
 
-from mlplatform.commands import core, demo, pipelines, serving
+from mlplatform.commands import core, demo, monitoring, pipelines, serving
 from mlplatform.errors import PlatformError
 
-COMMAND_MODULES = (core, demo, pipelines, serving)
+COMMAND_MODULES = (core, demo, pipelines, serving, monitoring)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from mlplatform.commands import pipelines, serving
+from mlplatform.commands import monitoring, pipelines, serving
 from mlplatform.settings import Settings, get_settings
 
 
@@ -26,6 +26,8 @@ DEMO_STEPS: list[Callable[[Settings], None]] = [
     pipelines.demo_step,
     pipelines.retrain_demo_step,
     serving.serving_step,
+    # Last: it needs the service's traffic, and it ends in a retraining.
+    monitoring.monitoring_step,
 ]
 
 

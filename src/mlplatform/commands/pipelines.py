@@ -9,7 +9,7 @@ from typing import Any
 
 from mlplatform.settings import Settings, get_settings
 
-PIPELINE_DAGS = ("etl", "train", "retrain")
+PIPELINE_DAGS = ("etl", "train", "retrain", "monitor")
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
