@@ -37,8 +37,17 @@ def _layer(item: pytest.Item) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(getattr(pytest.mark, _layer(item)))
-    # Fast feedback first: unit tests fail before the stack is even started.
-    items.sort(key=lambda item: LAYERS.index(_layer(item)))
+    # Fast feedback first: unit tests fail before the stack is even started. The e2e files build
+    # on each other's state (a trained champion first; the destructive faults last).
+    items.sort(key=lambda item: (LAYERS.index(_layer(item)), _e2e_rank(item)))
+
+
+E2E_ORDER = ("test_pipelines", "test_serving_e2e", "test_ui_journeys", "test_monitoring")
+
+
+def _e2e_rank(item: pytest.Item) -> int:
+    stem = Path(str(item.fspath)).stem
+    return E2E_ORDER.index(stem) if stem in E2E_ORDER else len(E2E_ORDER)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

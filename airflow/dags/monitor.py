@@ -1,7 +1,8 @@
 """
 ### Monitoring: drift, live performance, and retraining that starts by itself
 
-Hourly (and on demand), over the last `MONITOR_WINDOW_HOURS` of the prediction log:
+Hourly (and on demand), over the last `MONITOR_WINDOW_HOURS` of the prediction log (param
+`window_hours` overrides it for one run):
 
 1. **take_feedback_files**: hospitals' bulk outcome files under `feedback/incoming/` are
    validated; outcomes are stored like `POST /feedback`'s, bad rows and refused files go to
@@ -20,14 +21,18 @@ Hourly (and on demand), over the last `MONITOR_WINDOW_HOURS` of the prediction l
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from common import MODEL_DEGRADED, dag_args
+
+WINDOW = Param(None, type=["null", "number"], exclusiveMinimum=0, description="window, hours")
 
 
 @dag(
     dag_id="monitor",
     schedule="@hourly",
-    **dag_args(__doc__, "monitoring", retry_delay=30, timeout_minutes=30),
+    **dag_args(
+        __doc__, "monitoring", retry_delay=30, timeout_minutes=30, params={"window_hours": WINDOW}
+    ),
 )
 def monitor():
     @task
@@ -38,11 +43,11 @@ def monitor():
         return take_feedback_files(get_settings())
 
     @task
-    def compute(data_interval_end=None) -> dict:
+    def compute(params=None, data_interval_end=None) -> dict:
         from mlplatform.monitor import compute
         from mlplatform.settings import get_settings
 
-        run = compute(get_settings(), data_interval_end)
+        run = compute(get_settings(), data_interval_end, params.get("window_hours"))
         print(f"monitoring {run['window']}: {run['status']} -> {run['prefix']}report.html")
         return run
 

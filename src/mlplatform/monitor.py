@@ -97,14 +97,22 @@ def _reference(version: Any, store: DataStore, settings: Settings) -> pd.DataFra
     return reference_frame(model, store.load_split("train", metadata, SPEC))
 
 
-def compute(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
-    """One monitoring run over the window ending at `end` (now): a summary per model version
-    seen in the window (the champion always, for an explicit insufficient-data result), the
-    champion's Evidently report, written to the lake and logged to MLflow."""
+def compute(
+    settings: Settings, end: datetime | None = None, window_hours: float | None = None
+) -> dict[str, Any]:
+    """One monitoring run over the window ending at `end` (now) of `window_hours` (the setting):
+    a summary per model version seen in the window (the champion always, for an explicit
+    insufficient-data result), the champion's Evidently report, written to the lake and logged
+    to MLflow. A version without a training split to compare with (registered by hand) is
+    listed under `skipped` with the reason."""
+    from dataclasses import replace
+
     from mlplatform.monitoring.policy import Thresholds
     from mlplatform.monitoring.summary import summarise, window_by_version
 
     thresholds = Thresholds.from_settings(settings)
+    if window_hours is not None:
+        thresholds = replace(thresholds, window_hours=window_hours)
     start, end, window_id = window_of(end or datetime.now(UTC), thresholds.window_hours)
     store = DataStore(Lake(settings))
     logged = store.read_dated(PREDICTION_LOG, start, end)
@@ -116,13 +124,18 @@ def compute(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
         )
     outcomes = stored_outcomes(store)
     client = registry.configure(settings)
-    summaries, reports = [], {}
+    summaries, reports, skipped = [], {}, {}
     for version, window in sorted(windows.items()):
         mv = client.get_model_version(settings.REGISTERED_MODEL_NAME, version)
         test_f1 = mv.tags.get(f"test_{SPEC.optimise_metric}")
+        try:
+            reference = _reference(mv, store, settings)
+        except Exception as err:  # e.g. no dataset version tag: nothing to compare with
+            skipped[version] = f"no reference to compare with: {type(err).__name__}: {err}"[:300]
+            continue
         summary, html = summarise(
             window,
-            _reference(mv, store, settings),
+            reference,
             model_version=version,
             window_start=start,
             window_end=end,
@@ -145,6 +158,7 @@ def compute(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
         "status": champion_summary["status"] if champion_summary else "insufficient_data",
         "degraded": bool(champion_summary and champion_summary["decision"]["degraded"]),
         "summaries": summaries,
+        "skipped": skipped,
     }
     html = reports.get(champion_version or "") or next(iter(reports.values()), INSUFFICIENT_REPORT)
     run["prefix"] = store.write_monitoring(window_id, run, html.encode())

@@ -9,15 +9,24 @@ many unknowns is a 422.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from mlplatform.dataset import CategoricalFeature, DatasetSpec, NumericFeature
 from mlplatform.features import too_many_missing_reason
+from mlplatform.monitoring.feedback import CLOCK_SKEW
 from mlplatform.prediction_ids import ID_PATTERN
 from mlplatform.spec import SPEC
 
@@ -129,6 +138,13 @@ class Outcome(BaseModel):
         strict=False,
         description="when the outcome was observed (ISO 8601 with a time zone); default now",
     )
+
+    @field_validator("observed_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
+            raise ValueError("observed_at is in the future")
+        return value
 
 
 @lru_cache
