@@ -80,7 +80,7 @@ def stack() -> Iterator[object]:
     local = LocalStack(settings)
     try:
         started = time.monotonic()
-        local.up(quiet=True)
+        local.up(timeout=900, quiet=True)  # generous: CI machines may be busy
         START_REPORT.append(
             f"local stack healthy after {time.monotonic() - started:.0f} s; " + local.phase_report()
         )

@@ -122,7 +122,7 @@ class LocalStack:
 
     # lifecycle
 
-    def up(self, timeout: float = 240, quiet: bool = False) -> dict[str, tuple[float, float]]:
+    def up(self, timeout: float = 480, quiet: bool = False) -> dict[str, tuple[float, float]]:
         """Start what is not running, wait until all is healthy; return the phase times."""
         started = time.monotonic()
         out = io.StringIO() if quiet else None
