@@ -3,8 +3,8 @@ drift figures; only the timings move).
 
     uv run --frozen python benchmarks/drift_figures.py [--windows 20] [--rows 500] [--json OUT]
 
-The reference is the Cleveland training split (seed 42, 20% test) with the predictions of a
-logistic regression fitted on it, standing in for the champion. Every window goes through
+The reference is the Cleveland training split (seed 42, 20% test) with the out-of-fold
+predictions of a logistic regression fitted on it, standing in for the champion. Every window goes through
 `mlplatform.monitoring.drift.compute_drift`, the function the monitoring DAG calls.
 
 1. False alarms of the drift branch: (a) WINDOWS windows of ROWS rows resampled from the
@@ -42,7 +42,7 @@ from sklearn.metrics import f1_score
 
 from mlplatform.build import RawDelivery, build
 from mlplatform.ingest import seed_file
-from mlplatform.monitoring.drift import compute_drift, reference_frame
+from mlplatform.monitoring.drift import compute_drift, reference_frame, with_predictions
 from mlplatform.monitoring.policy import Thresholds
 from mlplatform.monitoring.summary import summarise
 from mlplatform.settings import Settings
@@ -82,7 +82,7 @@ def main() -> None:
     std = train[numeric].std()
 
     def drift(rows: pd.DataFrame) -> Any:
-        window = reference_frame(model, rows.reset_index(drop=True))
+        window = with_predictions(model, rows.reset_index(drop=True))
         return compute_drift(window, reference, 1, defaults.drift_share_threshold, html=False)
 
     def resample(df: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -203,7 +203,7 @@ def main() -> None:
     print(f"  smallest fraction alarmed in every seed, by threshold: {smallest_mix}")
 
     # 3. Time of one monitoring computation
-    window = reference_frame(model, resample(train, n, 7).reset_index(drop=True))
+    window = with_predictions(model, resample(train, n, 7).reset_index(drop=True))
     end = datetime(2026, 11, 29, tzinfo=UTC)
 
     def timed(fn: Any) -> float:

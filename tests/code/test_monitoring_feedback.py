@@ -18,18 +18,18 @@ from mlplatform.monitoring.feedback import (
     feedback_delivery,
     join_outcomes,
     merge_outcomes,
-    new_prediction_id,
     outcomes_frame,
     parse_feedback_csv,
     parse_outcome,
     unknown_ids,
 )
 from mlplatform.monitoring.performance import live_performance
+from mlplatform.prediction_ids import new_ids
 from mlplatform.spec import SPEC
 from mlplatform.validation import parse_delivery, validate
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
-A, B, C = (new_prediction_id() for _ in range(3))
+A, B, C = new_ids(3, b"test")
 PATIENT = "63.0,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0.0,6.0"
 
 
@@ -187,3 +187,11 @@ def test_full_rows_with_ids_give_outcomes_and_a_delivery() -> None:
     assert parsed.rows is not None
     result = validate(parse_delivery(feedback_delivery(parsed.rows), "fb"), "fb")
     assert len(result.valid) == 2 and result.valid["trestbps"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("observed", [0, 1])
+def test_live_performance_of_a_single_class_window(observed: int) -> None:
+    joined = predictions_log().assign(**{OBSERVED: pd.array([observed] * 3, dtype="Int64")})
+    perf = live_performance(joined, min_labelled=3)
+    assert perf.status == "ok" and perf.accuracy == round([1, 0, 1].count(observed) / 3, 4)
+    assert perf.recall == (round(2 / 3, 4) if observed else 0.0)  # no positives: 0, no crash

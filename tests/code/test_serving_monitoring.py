@@ -43,7 +43,7 @@ def run() -> dict:
     observed = [Outcome(i, int(label)) for i, label in zip(ids, window["label"], strict=True)]
     summary, _ = summarise(
         window,
-        reference_frame(model, train),
+        reference_frame(model, train, folds=0),
         model_version="7",
         window_start=end - timedelta(hours=1),
         window_end=end,

@@ -11,11 +11,15 @@ import pandas as pd
 import pytest
 
 from mlplatform.build import build
-from mlplatform.monitoring.drift import EMPTY_IN_WINDOW, compute_drift, reference_frame
+from mlplatform.monitoring.drift import (
+    EMPTY_IN_WINDOW,
+    compute_drift,
+    reference_frame,
+    with_predictions,
+)
 from mlplatform.monitoring.feedback import (
     Outcome,
     merge_outcomes,
-    new_prediction_id,
     outcomes_frame,
 )
 from mlplatform.monitoring.policy import Thresholds
@@ -26,6 +30,7 @@ from mlplatform.monitoring.summary import (
     summarise,
     window_by_version,
 )
+from mlplatform.prediction_ids import new_ids
 from mlplatform.spec import SPEC
 from mlplatform.training import fit
 
@@ -43,6 +48,7 @@ def world(uci: dict[str, bytes], delivery) -> dict[str, object]:  # type: ignore
     return {
         "model": model,
         "train": train,
+        "test": cleveland.splits["test"],
         "reference": reference_frame(model, train),
         "others": others,
     }
@@ -50,8 +56,8 @@ def world(uci: dict[str, bytes], delivery) -> dict[str, object]:  # type: ignore
 
 def served(world, rows: pd.DataFrame) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """Rows as the prediction log holds them: features, the model's outputs, an id."""
-    return reference_frame(world["model"], rows.reset_index(drop=True)).assign(
-        prediction_id=[new_prediction_id() for _ in range(len(rows))],
+    return with_predictions(world["model"], rows.reset_index(drop=True)).assign(
+        prediction_id=new_ids(len(rows), b"test"),
         model_version="3",
         timestamp=END - timedelta(minutes=5),
     )
@@ -87,6 +93,20 @@ def test_switzerland_and_va_patients_alarm(world) -> None:  # type: ignore[no-un
     assert result.prediction.drifted  # more patients look ill to the model
     assert result.data.missing_shares["chol"]["current"] > 0.3  # cholesterol 0 is missing
     assert result.html is not None and result.html.lstrip().lower().startswith("<!doctype html")
+
+
+def test_out_of_fold_reference_keeps_unseen_patients_from_looking_like_prediction_drift(
+    world,
+) -> None:  # type: ignore[no-untyped-def]
+    params = {"n_estimators": 50, "max_depth": 10, "min_samples_leaf": 1}
+    forest = fit("random_forest", params, world["train"], SEED)  # overconfident in-sample
+    unseen = with_predictions(forest, world["test"])
+    for folds, drifted in ((0, True), (5, False)):
+        reference = reference_frame(forest, world["train"], folds=folds)
+        result = compute_drift(unseen, reference, 1, 0.3, html=False)
+        assert result.data.drift_share == 0.0  # the patients themselves are in distribution
+        assert result.prediction.probability is not None
+        assert result.prediction.probability.drifted is drifted
 
 
 def test_a_feature_missing_in_the_whole_window_counts_as_drifted(world) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from mlplatform.monitoring.performance import OBSERVED
+from mlplatform.prediction_ids import ID_PATTERN
 from mlplatform.spec import SPEC
 
 PREDICTION_ID = "prediction_id"
@@ -28,14 +28,8 @@ REVISIONS = "revisions"  # how many times the stored label changed
 LINE = "line"  # the line of a bulk file a rejected row came from (the header is line 1)
 OUTCOME_COLUMNS = [PREDICTION_ID, OBSERVED, OBSERVED_AT, RECEIVED_AT, REVISIONS]
 LABELS = (0, 1)  # SPEC.target is binary: num > 0
-ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 # A clock a little ahead of ours is fine; an outcome observed tomorrow is not.
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-def new_prediction_id() -> str:
-    """A prediction id: 32 lowercase hex digits (a random UUID), what ID_PATTERN accepts."""
-    return uuid.uuid4().hex
 
 
 class InvalidFeedback(ValueError):
@@ -67,8 +61,10 @@ class Outcome:
 
 
 def parse_prediction_id(value: Any) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value.strip()):
-        raise InvalidFeedback(PREDICTION_ID, f"{value!r} is not a prediction id (32 hex digits)")
+    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value.strip()):
+        raise InvalidFeedback(
+            PREDICTION_ID, f"{value!r} is not a prediction id (p_ + 26 characters)"
+        )
     return value.strip()
 
 
