@@ -16,7 +16,9 @@ Hourly (and on demand), over the last `MONITOR_WINDOW_HOURS` of the prediction l
 3. **fold_in_feedback**: when the champion degraded, every labelled outcome becomes the
    `feedback` delivery and the dataset version that includes it is published.
 4. **alarm**: on degradation, updates the model-degraded Asset, which starts `retrain`; the
-   event carries the figures that caused it. Skipped otherwise.
+   event carries the figures that caused it. Skipped otherwise, and when this champion was
+   alarmed within the last window already (the same traffic would alarm every hour).
+5. **record_alarm**: remembers the alarm, after its event went out.
 """
 
 from __future__ import annotations
@@ -62,17 +64,27 @@ def monitor():
     def alarm(run: dict, dataset_version: str | None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlplatform.monitor import alarm_extra
+        from mlplatform.monitor import alarm_due, alarm_extra
+        from mlplatform.settings import get_settings
 
         if not run["degraded"]:
             raise AirflowSkipException(f"{run['window']}: {run['status']}, no alarm")
+        if not alarm_due(run, get_settings()):
+            raise AirflowSkipException(f"{run['window']}: alarmed within this window already")
         extra = alarm_extra(run, dataset_version)
         outlet_events[MODEL_DEGRADED].extra = extra
         return extra
 
+    @task
+    def record_alarm(run: dict, alarm: dict) -> None:
+        from mlplatform.monitor import record_alarm
+        from mlplatform.settings import get_settings
+
+        record_alarm(run, get_settings())
+
     run = compute()
     take_feedback_files() >> run
-    alarm(run, fold_in_feedback(run))
+    record_alarm(run, alarm(run, fold_in_feedback(run)))
 
 
 monitor()

@@ -23,6 +23,7 @@ from mlplatform.spec import SPEC
 from mlplatform.store import (
     FEEDBACK_DONE,
     FEEDBACK_INCOMING,
+    MONITORING,
     PREDICTION_LOG,
     DataStore,
     prediction_log_columns,
@@ -236,6 +237,31 @@ def fold_in_feedback(run: dict[str, Any], settings: Settings) -> str | None:
     # The alarm starts retraining: no second start from the dataset Asset for this version.
     etl.mark_announced(metadata.dataset_version, settings)
     return metadata.dataset_version
+
+
+def _alarm_key(version: str) -> str:
+    return f"{MONITORING}alarms/v{version}.json"
+
+
+def alarm_due(run: dict[str, Any], settings: Settings) -> bool:
+    """Degraded, and not alarmed for this champion within the last window: an hourly run over
+    a 24-hour window would otherwise start retraining every hour for the same traffic."""
+    if not run["degraded"]:
+        return False
+    lake = Lake(settings)
+    key = _alarm_key(run["champion_version"])
+    if not lake.exists(key):
+        return True
+    last = datetime.fromisoformat(json.loads(lake.get(key))["window_end"])
+    hours = next(s for s in run["summaries"] if s["model_version"] == run["champion_version"])
+    window = timedelta(hours=hours["thresholds"]["window_hours"])
+    return datetime.fromisoformat(run["window_end"]) - last >= window
+
+
+def record_alarm(run: dict[str, Any], settings: Settings) -> None:
+    """Remember the alarm (after its Asset event went out)."""
+    record = {"window": run["window"], "window_end": run["window_end"]}
+    Lake(settings).put_atomic(_alarm_key(run["champion_version"]), json.dumps(record).encode())
 
 
 def alarm_extra(run: dict[str, Any], dataset_version: str | None) -> dict[str, Any]:
