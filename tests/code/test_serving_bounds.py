@@ -84,7 +84,7 @@ def test_every_prediction_has_an_id_the_platform_recognises(pipeline):
     ids = [one["prediction_id"], *(p["prediction_id"] for p in many["predictions"])]
     assert len(set(ids)) == 4 and all(issued_here(i, KEY) for i in ids)
     assert not issued_here(ids[0], b"another key")
-    logged = client.app.state.prediction_log._buffer
+    logged = client.app.state.prediction_log.records()
     assert [row[0] for row in logged] == ids
 
 
