@@ -5,8 +5,10 @@ app, driven in-process with the same bodies.
     uv run python benchmarks/request_path_profile.py            # µs per request, both apps
     uv run python benchmarks/request_path_profile.py --profile  # plus cProfile's top entries
 
-It leaves out what uvicorn does (HTTP parsing, sockets), which is the same for both apps, so the
-ratio here is an upper bound of what `make bench` measures over HTTP.
+It leaves out what uvicorn does (HTTP parsing, sockets), which is the same for both apps. For a
+quick look over HTTP without the stack, `service_factory` is the same app for uvicorn:
+
+    cd benchmarks && uv run uvicorn --factory request_path_profile:service_factory --port 8801
 """
 
 from __future__ import annotations
@@ -82,15 +84,20 @@ async def per_request_us(app: Any, path: str, body: bytes, n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
+def service_factory() -> Any:
+    """The service with a synthetic model and no registry or background threads."""
+    settings = Settings(API_KEY="", MINIO_PORT=9)
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
+    return create_app(settings, holder_serving(pipeline, settings), background=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=5_000, help="requests per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    settings = Settings(API_KEY="", MINIO_PORT=9)
-    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
-    service = create_app(settings, holder_serving(pipeline, settings), background=False)
+    service = service_factory()
     rows = [
         {k: (int(v) if float(v).is_integer() else float(v)) for k, v in r.items()}
         for r in synthetic_features(100, seed=9)[list(FEATURES)].to_dict("records")

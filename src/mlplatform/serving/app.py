@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ from mlplatform.prediction_ids import new_ids
 from mlplatform.serving.deps import CurrentModel, document_api_key
 from mlplatform.serving.feedback import feedback_router
 from mlplatform.serving.guard import RequestGuard
-from mlplatform.serving.lean import encode_json, take_over
+from mlplatform.serving.lean import FastAnswer, LeanRoutes, encode_json, lean_routes
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
 from mlplatform.serving.page import render_page
 from mlplatform.serving.prediction_log import PredictionLog
@@ -136,6 +137,8 @@ def create_app(
     app.state.prediction_log = prediction_log
     app.state.settings = s
     app.state.store = store
+    hot: dict[str, tuple[APIRoute, FastAnswer]] = {}  # filled once the routes exist
+    app.add_middleware(LeanRoutes, routes=hot)
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
     # Added last, so it runs first: a refused request costs no metrics work either.
     app.add_middleware(
@@ -213,8 +216,7 @@ def create_app(
         return encode_json({"predictions": await score(model, "predict_batch", rows)})
 
     app.include_router(predicts)
-    take_over(app, "/predict", predict_fast)
-    take_over(app, "/predict/batch", predict_batch_fast)
+    hot.update(lean_routes(app, {"/predict": predict_fast, "/predict/batch": predict_batch_fast}))
     app.include_router(feedback_router(s, responses))
 
     def background_problems() -> dict[str, str]:

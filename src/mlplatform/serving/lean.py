@@ -6,8 +6,9 @@ does. The lean path reads the body, and when the request is the common case (a J
 validates in one step, a model loaded) it answers itself. Anything else (a bad body, another
 content type, no champion, a client that left) is replayed, message by message, into the
 route's FastAPI handler, which answers exactly as it always has: errors, 422 format and 503
-come from one place. The route stays a FastAPI route, so the OpenAPI docs, the router's
-`scope["route"]` (the metrics' handler label) and the middlewares are unchanged.
+come from one place. The routes stay FastAPI routes, so the OpenAPI docs are unchanged; the
+lean path runs inside the app's own middlewares (API key and body limit, metrics) and sets
+`scope["route"]` as the router does, which is the metrics' handler label.
 """
 
 from __future__ import annotations
@@ -37,12 +38,22 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-class LeanRoute:
-    def __init__(self, fastapi_handler: ASGIApp, fast: FastAnswer) -> None:
-        self.fastapi_handler = fastapi_handler
-        self.fast = fast
+class LeanRoutes:
+    """ASGI middleware, the innermost of the app's: POSTs to the paths in `routes` take the
+    lean path (skipping the router, FastAPI's exception and exit-stack layers), falling back
+    to the rest of the app. `routes` is filled by `lean_routes` once the routes exist."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, tuple[APIRoute, FastAnswer]]) -> None:
+        self.app = app
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if hot is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        route, fast = hot
+        scope["route"] = route  # what the router sets on a match
         messages: list[Message] = []
         chunks: list[bytes] = []
         complete = False
@@ -56,7 +67,7 @@ class LeanRoute:
                 complete = True
                 break
         if complete and _is_json(scope):
-            answer = await self.fast(b"".join(chunks))
+            answer = await fast(b"".join(chunks))
             if answer is not None:
                 await send(
                     {
@@ -75,11 +86,13 @@ class LeanRoute:
         async def replayed() -> Message:
             return next(replay, None) or await receive()
 
-        await self.fastapi_handler(scope, replayed, send)
+        await self.app(scope, replayed, send)
 
 
-def take_over(app: FastAPI, path: str, fast: FastAnswer) -> None:
-    """Put the lean path in front of the FastAPI route at `path` (after `include_router`:
-    including copies the routes)."""
-    (route,) = (r for r in app.router.routes if isinstance(r, APIRoute) and r.path == path)
-    route.app = LeanRoute(route.app, fast)
+def lean_routes(
+    app: FastAPI, fast: dict[str, FastAnswer]
+) -> dict[str, tuple[APIRoute, FastAnswer]]:
+    """The FastAPI route of each path in `fast`, with its lean answer (call it after
+    `include_router`: including copies the routes)."""
+    routes = {r.path: r for r in app.router.routes if isinstance(r, APIRoute)}
+    return {path: (routes[path], answer) for path, answer in fast.items()}
