@@ -243,3 +243,34 @@ def test_the_lean_path_answers_exactly_as_fastapis_routes(lean_and_plain, case):
             for p in answer.get("predictions", [answer]):
                 assert p.pop("prediction_id").startswith("p_")
     assert got_json == want_json
+
+
+def test_the_entrypoints_protocol_sets_tcp_nodelay_on_accepted_connections():
+    """uvicorn loads the protocol the entrypoint names, and it turns Nagle off on a connection
+    the way the shared socket of several workers leaves it (uvicorn#3149)."""
+    import socket
+    from pathlib import Path
+
+    import uvicorn
+
+    from mlplatform.serving.nodelay import NoDelayHttpTools, set_nodelay
+
+    entrypoint = Path(__file__).parents[2] / "fastapi" / "entrypoint.sh"
+    assert "--http mlplatform.serving.nodelay:NoDelayHttpTools" in entrypoint.read_text()
+    config = uvicorn.Config(lambda: None, http="mlplatform.serving.nodelay:NoDelayHttpTools")
+    config.load()
+    assert config.http_protocol_class is NoDelayHttpTools
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()),
+    ):
+        conn, _ = server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+
+            class Transport:  # what asyncio's transport gives: the accepted socket
+                def get_extra_info(self, name: str) -> object:
+                    return conn if name == "socket" else None
+
+            set_nodelay(Transport())  # type: ignore[arg-type]
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
