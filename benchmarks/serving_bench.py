@@ -10,8 +10,13 @@ so the two servers take turns: every round runs every configuration on MLflow an
 on this service, and a ratio is only ever taken within one round. It prints each
 round's req/s, rows/s, p50, p99 and errors (wrk's own latency histogram, read exactly
 through its Lua `done` hook), then the median over rounds and the spread of the ratio.
-Last, the batch job's logic (S3 CSV in, Parquet out) against in-process `predict_proba`
-+ `predict` on the same rows, interleaved the same way. Everything is stopped at the end.
+A third server, the bare-ASGI ceiling (`benchmarks/ceiling_app.py`, same uvicorn flags), takes
+its turn in every round too: the service's throughput as a share of it is the share of its
+server's capacity the service keeps. Each round also times in-process `predict_proba` +
+`predict` of the 100-row batch (the registered sklearn pipeline, and its ONNX twin), the
+baseline of the batch endpoint's rows/s. Last, the batch job's logic (S3 CSV in, Parquet out)
+against in-process `predict_proba` + `predict` on the same rows, interleaved the same way.
+It ends with the issue's goals table. Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SINGLE_ROW_CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, BATCH_CONCURRENCY = 100, 8
+HERE = Path(__file__).resolve().parent
+# The service's uvicorn flags (fastapi/entrypoint.sh); the ceiling app gets the same.
+UVICORN_FLAGS = ["--http", "mlplatform.serving.nodelay:NoDelayHttpTools", "--no-access-log"]
 
 
 def free_port() -> int:
@@ -141,6 +149,29 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def in_process_rows_per_s(
+    pipeline: Any, rows: list[dict[str, Any]], repeat: int = 50
+) -> tuple[float, float]:
+    """rows/s of in-process `predict_proba` + `predict` on `rows` (one call each per batch, as
+    a Python caller would): the registered sklearn pipeline, and its ONNX twin."""
+    import pandas as pd
+
+    from mlplatform.inference.predictors import OnnxPredictor, convert_to_onnx
+
+    frame = pd.DataFrame(rows, columns=list(FEATURES)).astype("float64")
+    onnx = OnnxPredictor(convert_to_onnx(pipeline))
+    x = frame.to_numpy()
+    rates = []
+    for predict in (lambda: (pipeline.predict_proba(frame), pipeline.predict(frame)),
+                    lambda: onnx.predict(x)):  # fmt: skip
+        predict()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            predict()
+        rates.append(len(rows) * repeat / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def batch_logic_vs_in_process(
     settings: Any, rows: int, rounds: int
 ) -> list[tuple[float, float, float]]:
@@ -198,6 +229,7 @@ def main() -> int:
     parser.add_argument(
         "--batch-rows", type=int, default=200_000, help="rows for the batch comparison"
     )
+    parser.add_argument("--workers", type=int, default=1, help="the service's uvicorn workers")
     parser.add_argument(
         "--register-synthetic", action="store_true",
         help="no champion yet: register and promote a synthetic-data model first (dev only)",
@@ -237,10 +269,10 @@ def main() -> int:
         "service": (json.dumps(one), json.dumps({"rows": batch})),
     }
     env = {**os.environ, **export_env(s), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    mlflow_port, service_port = free_port(), free_port()
+    mlflow_port, service_port, ceiling_port = free_port(), free_port(), free_port()
     configs = [(f"1 row, c={c}", c, 0) for c in SINGLE_ROW_CONCURRENCY]
     configs.append((f"{BATCH_ROWS} rows, c={BATCH_CONCURRENCY}", BATCH_CONCURRENCY, 1))
-    targets = ("mlflow", "service")
+    targets = ("mlflow", "ceiling", "service")
     runs: dict[tuple[str, str], list[Result]] = {(c[0], t): [] for c in configs for t in targets}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -258,25 +290,39 @@ def main() -> int:
         stack.enter_context(
             server(
                 [str(venv_bin / "uvicorn"), "--factory", "mlplatform.serving.app:app_factory",
-                 "--workers", "1",
-                 "--host", "127.0.0.1", "--port", str(service_port), "--no-access-log"],
+                 "--workers", str(args.workers), *UVICORN_FLAGS,
+                 "--host", "127.0.0.1", "--port", str(service_port)],
                 {**env, "FASTAPI_PORT": str(service_port)},
                 f"http://127.0.0.1:{service_port}/ready", tmp / "service.log",
+            )
+        )  # fmt: skip
+        stack.enter_context(
+            server(
+                [str(venv_bin / "uvicorn"), "ceiling_app:app", "--app-dir", str(HERE),
+                 "--workers", "1", *UVICORN_FLAGS, "--host", "127.0.0.1",
+                 "--port", str(ceiling_port)],
+                env, f"http://127.0.0.1:{ceiling_port}/health", tmp / "ceiling.log",
             )
         )  # fmt: skip
         served = httpx.get(f"http://127.0.0.1:{service_port}/model").json()
         print(f"service backend: {served['backend']} ({served['backend_reason']})")
         urls = {
             "mlflow": f"http://127.0.0.1:{mlflow_port}/invocations",
+            "ceiling": f"http://127.0.0.1:{ceiling_port}/predict",
             "service": f"http://127.0.0.1:{service_port}/predict",
         }
+        bodies["ceiling"] = bodies["service"]
 
         def url(target: str, which: int) -> str:
-            return urls[target] + ("/batch" if which and target == "service" else "")
+            return urls[target] + ("/batch" if which and target != "mlflow" else "")
 
         for target in targets:  # warm-up, not recorded: first-request imports, JIT-free caches
             for which in (0, 1):
                 wrk(url(target, which), bodies[target][which], 8, 2, tmp)
+        in_process: list[tuple[float, float]] = []
+        from mlplatform.inference.loading import load_champion
+
+        pipeline = load_champion(s, fast=False).predictor.pipeline  # type: ignore[attr-defined]
         for _ in range(args.rounds):
             for label, concurrency, which in configs:
                 for target in targets:
@@ -284,35 +330,48 @@ def main() -> int:
                         wrk(url(target, which), bodies[target][which], concurrency,
                             args.seconds, tmp)
                     )  # fmt: skip
+            in_process.append(in_process_rows_per_s(pipeline, batch))
 
     header = (
         f"{'configuration':16} {'server':8} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'x mlflow':>9}"
+        f"{'p99 ms':>8} {'errors':>6} {'x mlflow':>9} {'/ceiling':>9}"
     )
     for i in range(args.rounds):
         print(f"\nround {i + 1}\n{header}")
         for label, _, which in configs:
             base = runs[(label, "mlflow")][i].req_s
+            ceiling = runs[(label, "ceiling")][i].req_s
             for target in targets:
                 r = runs[(label, target)][i]
                 rows = r.req_s * (BATCH_ROWS if which else 1)
                 print(f"{label:16} {target:8} {r.req_s:9.1f} {rows:10.0f} {r.p50_ms:8.2f} "
-                      f"{r.p99_ms:8.2f} {r.errors:6d} {r.req_s / base:9.1f}")  # fmt: skip
+                      f"{r.p99_ms:8.2f} {r.errors:6d} {r.req_s / base:9.1f} "
+                      f"{r.req_s / ceiling:9.2f}")  # fmt: skip
+        sk, ox = in_process[i]
+        print(f"in-process predict of the {BATCH_ROWS} rows: sklearn {sk:,.0f} rows/s, "
+              f"ONNX {ox:,.0f} rows/s")  # fmt: skip
     print(
         f"\nmedian of {args.rounds} rounds (errors: total; x mlflow: median of the per-round "
         f"ratios, min-max in brackets; p99: median, worst round in brackets)"
     )
     print(f"{header} {'p99 worst':>10} {'ratio range':>13}")
+
+    def share(label: str, target: str) -> list[float]:
+        """Per round, `target`'s req/s over the ceiling app's."""
+        pairs = zip(runs[(label, target)], runs[(label, "ceiling")], strict=True)
+        return [r.req_s / c.req_s for r, c in pairs]
+
     for label, _, which in configs:
         for target in targets:
             rs = runs[(label, target)]
             ratios = [r.req_s / m.req_s for r, m in zip(rs, runs[(label, "mlflow")], strict=True)]
+            shares = share(label, target)
             req_s = median([r.req_s for r in rs])
             rows = req_s * (BATCH_ROWS if which else 1)
             print(
                 f"{label:16} {target:8} {req_s:9.1f} {rows:10.0f} "
                 f"{median([r.p50_ms for r in rs]):8.2f} {median([r.p99_ms for r in rs]):8.2f} "
-                f"{sum(r.errors for r in rs):6d} {median(ratios):9.1f} "
+                f"{sum(r.errors for r in rs):6d} {median(ratios):9.1f} {median(shares):9.2f} "
                 f"{max(r.p99_ms for r in rs):10.2f} "
                 f"{f'{min(ratios):.1f}-{max(ratios):.1f}':>13}"
             )
@@ -322,11 +381,11 @@ def main() -> int:
         f"\nbatch job logic vs in-process predict ({args.batch_rows:,} rows, chunks of "
         f"{s.BATCH_CHUNK_ROWS:,})"
     )
-    for i, (in_process, csv_rate, parquet_rate) in enumerate(batch_runs, 1):
+    for i, (baseline, csv_rate, parquet_rate) in enumerate(batch_runs, 1):
         print(
-            f"round {i}: in-process {in_process:,.0f} rows/s; batch from CSV {csv_rate:,.0f} "
-            f"rows/s (ratio {csv_rate / in_process:.2f}); from Parquet {parquet_rate:,.0f} rows/s "
-            f"(ratio {parquet_rate / in_process:.2f})"
+            f"round {i}: in-process {baseline:,.0f} rows/s; batch from CSV {csv_rate:,.0f} "
+            f"rows/s (ratio {csv_rate / baseline:.2f}); from Parquet {parquet_rate:,.0f} rows/s "
+            f"(ratio {parquet_rate / baseline:.2f})"
         )
     for name, column in (("CSV", 1), ("Parquet", 2)):
         ratios = [r[column] / r[0] for r in batch_runs]
@@ -334,6 +393,33 @@ def main() -> int:
             f"batch from {name}: median ratio {median(ratios):.2f} "
             f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
         )
+
+    def spread(values: list[float], fmt: str = ".2f") -> str:
+        return f"{median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+    def p99(label: str) -> list[float]:
+        return [r.p99_ms for r in runs[(label, "service")]]
+
+    batch_label = f"{BATCH_ROWS} rows, c={BATCH_CONCURRENCY}"
+    served_rows = [r.req_s * BATCH_ROWS for r in runs[(batch_label, "service")]]
+    goals = [
+        ("/predict req/s / bare-ASGI ceiling (1 row, c=8)", ">= 0.50",
+         spread(share("1 row, c=8", "service"))),
+        ("p99 ms at c=8", "<= 10", spread(p99("1 row, c=8"), ".1f")),
+        ("p99 ms at c=32", "<= 40", spread(p99("1 row, c=32"), ".1f")),
+        (f"{BATCH_ROWS}-row batches rows/s / in-process sklearn predict", ">= 0.5",
+         spread([r / sk for r, (sk, _) in zip(served_rows, in_process, strict=True)])),
+        (f"{BATCH_ROWS}-row batches rows/s / in-process ONNX predict", "(info)",
+         spread([r / ox for r, (_, ox) in zip(served_rows, in_process, strict=True)])),
+        ("batch DAG logic from CSV / in-process predict", ">= 0.8",
+         spread([r[1] / r[0] for r in batch_runs])),
+        ("batch DAG logic from Parquet / in-process predict", "(info)",
+         spread([r[2] / r[0] for r in batch_runs])),
+    ]  # fmt: skip
+    print(f"\ngoals (issue 13): median over rounds (min-max); service workers: {args.workers}; "
+          f"load average now {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for what, goal, value in goals:
+        print(f"  {what:55} {goal:>8}  {value}")
     return 0
 
 

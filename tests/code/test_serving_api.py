@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from serving_helpers import holder_serving
 from sklearn.linear_model import LogisticRegression
 from synthetic_model import fitted_pipeline
@@ -162,3 +164,113 @@ def test_openapi_documents_ranges_codes_and_example(client):
     cp = next(s for s in schema["properties"]["cp"]["anyOf"] if s["type"] != "null")
     assert cp["enum"] == [1, 2, 3, 4]
     assert np.isfinite(list(example_patient().values())).all()
+
+
+def _fastapi_only(app):
+    """The same app without its lean path: every request goes through FastAPI's routes."""
+    from mlplatform.serving.lean import LeanRoutes
+
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not LeanRoutes]
+    return app
+
+
+def _cell() -> st.SearchStrategy:
+    return st.one_of(
+        st.none(),
+        st.integers(-5, 700),
+        st.floats(allow_nan=False, allow_infinity=False, width=32),
+        st.booleans(),
+        st.sampled_from(["63", "", [], {}, 1e400]),
+    )
+
+
+@st.composite
+def _bodies(draw) -> tuple[str, bytes, str]:
+    """A body for /predict or /predict/batch: mostly valid rows with a few changes, as JSON
+    (or as near-JSON text), and a content type."""
+
+    def row() -> dict:
+        r = draw(st.sampled_from(ROWS))
+        for key in draw(st.lists(st.sampled_from([*FEATURES, "extra"]), max_size=2)):
+            if draw(st.booleans()):
+                r = {**r, key: draw(_cell())}
+            else:
+                r = {k: v for k, v in r.items() if k != key}
+        return r
+
+    batch = draw(st.booleans())
+    value = {"rows": draw(st.lists(st.builds(row), max_size=4))} if batch else row()
+    text = json.dumps(value)
+    text = draw(st.sampled_from([text, text, text[:-1], text.replace("1", "NaN", 1), " " + text]))
+    kind = draw(st.sampled_from(["application/json"] * 4 + ["application/JSON; charset=utf-8",
+                                                              "text/plain", ""]))  # fmt: skip
+    return ("/predict/batch" if batch else "/predict"), text.encode(), kind
+
+
+ROWS = [
+    {k: (int(v) if float(v).is_integer() else float(v)) for k, v in r.items()}
+    for r in synthetic_features(30, seed=4, missing_rate=0.1).to_dict("records")
+]
+
+
+@pytest.fixture(scope="module")
+def lean_and_plain(pipeline):
+    holder = holder_serving(pipeline, SETTINGS)
+    return (
+        TestClient(create_app(SETTINGS, holder, background=False)),
+        TestClient(_fastapi_only(create_app(SETTINGS, holder, background=False))),
+    )
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=_bodies())
+def test_the_lean_path_answers_exactly_as_fastapis_routes(lean_and_plain, case):
+    """Same status, same error body, same prediction (ids are random) with or without the
+    lean path, for valid and broken bodies alike."""
+    path, body, kind = case
+    lean, plain = lean_and_plain
+    headers = {"content-type": kind} if kind else {}
+    got, want = (c.post(path, content=body, headers=headers) for c in (lean, plain))
+    assert got.status_code == want.status_code, (body, got.text, want.text)
+    assert got.headers["content-type"] == want.headers["content-type"]
+    got_json, want_json = got.json(), want.json()
+    if got.status_code == 200:
+        for answer in (got_json, want_json):
+            for p in answer.get("predictions", [answer]):
+                assert p.pop("prediction_id").startswith("p_")
+    assert got_json == want_json
+
+
+def test_the_entrypoints_protocol_sets_tcp_nodelay_on_accepted_connections():
+    """uvicorn loads the protocol the entrypoint names, and it turns Nagle off on a connection
+    the way the shared socket of several workers leaves it (uvicorn#3149)."""
+    import socket
+    from pathlib import Path
+
+    import uvicorn
+
+    from mlplatform.serving.nodelay import NoDelayHttpTools, set_nodelay
+
+    entrypoint = Path(__file__).parents[2] / "fastapi" / "entrypoint.sh"
+    assert "--http mlplatform.serving.nodelay:NoDelayHttpTools" in entrypoint.read_text()
+    config = uvicorn.Config(lambda: None, http="mlplatform.serving.nodelay:NoDelayHttpTools")
+    config.load()
+    assert config.http_protocol_class is NoDelayHttpTools
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()),
+    ):
+        conn, _ = server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+
+            class Transport:  # what asyncio's transport gives: the accepted socket
+                def get_extra_info(self, name: str) -> object:
+                    return conn if name == "socket" else None
+
+            set_nodelay(Transport())  # type: ignore[arg-type]
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -84,7 +84,7 @@ def test_every_prediction_has_an_id_the_platform_recognises(pipeline):
     ids = [one["prediction_id"], *(p["prediction_id"] for p in many["predictions"])]
     assert len(set(ids)) == 4 and all(issued_here(i, KEY) for i in ids)
     assert not issued_here(ids[0], b"another key")
-    logged = client.app.state.prediction_log._buffer
+    logged = client.app.state.prediction_log.records()
     assert [row[0] for row in logged] == ids
 
 
@@ -114,3 +114,69 @@ def test_feedback_with_the_store_down_is_503_and_stores_nothing(pipeline):
     (good,) = new_ids(1, KEY)
     resp = client.post("/feedback", json={"prediction_id": good, "label": 1})
     assert resp.status_code == 503 and "retry" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("key", [b"", b"dev-key", b"k" * 64, b"x" * 200])
+@pytest.mark.parametrize("n", [1, 3, 4, 57])
+def test_ids_are_hmac_sha256_tagged_base32_for_any_key_and_count(key, n):
+    """The fast path (precomputed HMAC states, one base32 call) gives the documented format:
+    base32 of 10 random bytes + the first 6 bytes of HMAC-SHA256(key, random bytes)."""
+    import base64
+    import hashlib
+    import hmac
+    import re
+
+    from mlplatform.prediction_ids import ID_PATTERN
+
+    ids = new_ids(n, key)
+    assert len(set(ids)) == n
+    for pid in ids:
+        assert re.fullmatch(ID_PATTERN, pid)
+        raw = base64.b32decode(pid[2:] + "======")
+        assert raw[10:] == hmac.digest(key, raw[:10], hashlib.sha256)[:6]
+        assert issued_here(pid, key) and not issued_here(pid, key + b"!")
+
+
+def test_the_prediction_log_keeps_the_newest_rows_and_counts_the_dropped(monkeypatch):
+    import numpy as np
+
+    from mlplatform.serving import prediction_log as pl
+
+    monkeypatch.setattr(pl, "MAX_BUFFERED", 5)
+    log = pl.PredictionLog(store=None, flush_seconds=60)  # type: ignore[arg-type]
+    x = np.arange(4 * 13, dtype=np.float64).reshape(4, 13)
+    for batch in range(3):  # 12 rows into room for 5
+        ids = [f"p{batch}{i}" for i in range(4)]
+        log.record(ids, "predict_batch", "m", "1", x, np.array([0, 1, 0, 1]), np.full(4, 0.5))
+    assert log.buffered == 5 and log.dropped == 7
+    records = log.records()
+    assert [r[0] for r in records] == ["p13", "p20", "p21", "p22", "p23"]
+    assert records[0][5:7] == (1, 0.5) and list(records[0][7:]) == list(x[3])
+    assert len(records[0]) == len(pl.COLUMNS)
+
+
+def test_a_failed_prediction_log_flush_keeps_every_row_for_the_next():
+    import numpy as np
+
+    from mlplatform.serving.prediction_log import COLUMNS, PredictionLog
+
+    class Store:  # the lake's one call the log makes; down first, then up
+        def __init__(self) -> None:
+            self.up, self.frames = False, []
+
+        def write_prediction_log(self, frame, now) -> None:
+            if not self.up:
+                raise ConnectionError("S3 down")
+            self.frames.append(frame)
+
+    store = Store()
+    log = PredictionLog(store, flush_seconds=60)  # type: ignore[arg-type]
+    x = np.ones((2, 13))
+    log.record(["a", "b"], "predict_batch", "m", "1", x, np.array([0, 1]), np.array([0.2, 0.9]))
+    assert log.flush() == 0 and log.buffered == 2 and "S3 down" in (log.error or "")
+    log.record(["c"], "predict", "m", "1", x[:1], np.array([1]), np.array([0.7]))
+    store.up = True
+    assert log.flush() == 3 and log.buffered == 0 and log.error is None
+    (frame,) = store.frames
+    assert list(frame.columns) == COLUMNS and list(frame["prediction_id"]) == ["a", "b", "c"]
+    assert list(frame["label"]) == [0, 1, 1] and list(frame["probability"]) == [0.2, 0.9, 0.7]

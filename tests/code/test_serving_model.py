@@ -133,3 +133,15 @@ def test_score_chunk_scores_good_rows_and_reports_bad_ones():
     assert list(predictions.columns) == [
         "row_id", "label", "label_name", "probability", "model_version", "scored_at",
     ]  # fmt: skip
+
+
+def test_rows_to_matrix_is_in_feature_order_whatever_the_body_order():
+    import json
+
+    from mlplatform.serving.schemas import example_patient, rows_to_matrix
+
+    row = {**example_patient(), "ca": None}
+    reversed_body = json.dumps(dict(reversed(list(row.items()))))
+    x = rows_to_matrix([Patient.model_validate_json(reversed_body)])
+    want = [np.nan if row[name] is None else row[name] for name in FEATURES]
+    np.testing.assert_array_equal(x, np.array([want], dtype=np.float64))

@@ -15,7 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from mlplatform.inference.contract import LABEL_NAMES
@@ -25,6 +27,7 @@ from mlplatform.prediction_ids import new_ids
 from mlplatform.serving.deps import CurrentModel, document_api_key
 from mlplatform.serving.feedback import feedback_router
 from mlplatform.serving.guard import RequestGuard
+from mlplatform.serving.lean import FastAnswer, LeanRoutes, encode_json, lean_routes
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
 from mlplatform.serving.monitoring import LatestMonitoring, monitoring_router
 from mlplatform.serving.page import render_page
@@ -74,6 +77,10 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     if len(errors) > 20:
         detail.append({"type": "too_many_errors", "loc": [], "msg": f"{len(errors) - 20} more"})
     return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
+
+
+def json_response(content: Any) -> Response:
+    return Response(encode_json(content), media_type="application/json")
 
 
 def freeze_heap() -> None:
@@ -135,6 +142,8 @@ def create_app(
     app.state.settings = s
     app.state.store = store
     app.state.monitoring = monitoring
+    hot: dict[str, tuple[APIRoute, FastAnswer]] = {}  # filled once the routes exist
+    app.add_middleware(LeanRoutes, routes=hot)
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
     # Added last, so it runs first: a refused request costs no metrics work either.
     app.add_middleware(
@@ -177,19 +186,42 @@ def create_app(
 
     # response_model documents the answer; returning a Response skips FastAPI's re-validation.
     @predicts.post("/predict", response_model=Prediction)
-    async def predict(patient: Patient, model: CurrentModel) -> JSONResponse:  # type: ignore[valid-type]
+    async def predict(patient: Patient, model: CurrentModel) -> Response:  # type: ignore[valid-type]
         """Predict for one row of raw features."""
-        return JSONResponse((await score(model, "predict", [patient]))[0])
+        return json_response((await score(model, "predict", [patient]))[0])
 
     BatchRequest = batch_request_model(s.MAX_BATCH_ROWS)
 
     @predicts.post("/predict/batch", response_model=BatchPrediction)
-    async def predict_batch(body: BatchRequest, model: CurrentModel) -> JSONResponse:  # type: ignore[valid-type]
+    async def predict_batch(body: BatchRequest, model: CurrentModel) -> Response:  # type: ignore[valid-type]
         """Predict for up to MAX_BATCH_ROWS rows; an error names the row and the field."""
         rows = body.rows  # type: ignore[attr-defined]
-        return JSONResponse({"predictions": await score(model, "predict_batch", rows)})
+        return json_response({"predictions": await score(model, "predict_batch", rows)})
+
+    # The lean path answers a valid body itself, one-step JSON validation included; anything
+    # else goes to the routes above (`serving.lean`), so errors and docs are theirs.
+    async def predict_fast(body: bytes) -> bytes | None:
+        model = holder.current
+        if model is None:
+            return None
+        try:
+            patient = Patient.model_validate_json(body)
+        except ValidationError:
+            return None
+        return encode_json((await score(model, "predict", [patient]))[0])
+
+    async def predict_batch_fast(body: bytes) -> bytes | None:
+        model = holder.current
+        if model is None:
+            return None
+        try:
+            rows = BatchRequest.model_validate_json(body).rows  # type: ignore[attr-defined]
+        except ValidationError:
+            return None
+        return encode_json({"predictions": await score(model, "predict_batch", rows)})
 
     app.include_router(predicts)
+    hot.update(lean_routes(app, {"/predict": predict_fast, "/predict/batch": predict_batch_fast}))
     app.include_router(feedback_router(s, responses))
     app.include_router(monitoring_router(monitoring))
 

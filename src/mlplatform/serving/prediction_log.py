@@ -27,10 +27,26 @@ MAX_BUFFERED = 200_000
 COLUMNS = prediction_log_columns(SPEC)
 
 
+# One request's predictions, kept as it came (ids, time, endpoint, model, version, x, labels,
+# proba): the request path appends one tuple, and rows are built by the flusher's thread.
+Entry = tuple[list[str], datetime, str, str, str, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _rows(entry: Entry) -> int:
+    return len(entry[0])
+
+
+def _tail(entry: Entry, keep: int) -> Entry:
+    """The entry's last `keep` rows (the oldest are the ones dropped)."""
+    ids, now, endpoint, name, version, x, labels, proba = entry
+    return (ids[-keep:], now, endpoint, name, version, x[-keep:], labels[-keep:], proba[-keep:])
+
+
 class PredictionLog:
     def __init__(self, store: DataStore, flush_seconds: float) -> None:
         self.store = store
-        self._buffer: deque[tuple[Any, ...]] = deque(maxlen=MAX_BUFFERED)
+        self._buffer: deque[Entry] = deque()
+        self._rows = 0
         self._lock = threading.Lock()
         self._flusher = Periodic("prediction-log", self.flush, lambda: flush_seconds, False)
         self.dropped = 0
@@ -46,35 +62,53 @@ class PredictionLog:
         labels: np.ndarray,
         proba: np.ndarray,
     ) -> None:
-        now = datetime.now(UTC)
+        entry = (ids, datetime.now(UTC), endpoint, model_name, version, x, labels, proba)
         with self._lock:
-            overflow = len(self._buffer) + len(labels) - MAX_BUFFERED
-            if overflow > 0:
-                self.dropped += overflow
-            self._buffer.extend(
-                (pid, now, endpoint, model_name, version, int(lab), float(p), *row.tolist())
-                for pid, row, lab, p in zip(ids, x, labels, proba, strict=True)
-            )
+            self._buffer.append(entry)
+            self._rows += len(ids)
+            self._bound()
+
+    def _bound(self) -> None:
+        """Drop the oldest rows beyond MAX_BUFFERED, and count them (lock held)."""
+        while self._rows > MAX_BUFFERED:
+            oldest = self._buffer[0]
+            over = self._rows - MAX_BUFFERED
+            if _rows(oldest) <= over:
+                self._buffer.popleft()
+                lost = _rows(oldest)
+            else:
+                self._buffer[0] = _tail(oldest, _rows(oldest) - over)
+                lost = over
+            self._rows -= lost
+            self.dropped += lost
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return self._rows
+
+    def records(self) -> list[tuple[Any, ...]]:
+        """What is buffered, one tuple per prediction in COLUMNS order."""
+        with self._lock:
+            entries = list(self._buffer)
+        return [row for entry in entries for row in _records(entry)]
 
     def flush(self) -> int:
         """Write what is buffered as one Parquet file; on failure keep it for the next try."""
         with self._lock:
-            records = list(self._buffer)
+            entries = list(self._buffer)
             self._buffer.clear()
-        if not records:
+            self._rows = 0
+        if not entries:
             return 0
+        records = [row for entry in entries for row in _records(entry)]
         frame = pd.DataFrame.from_records(records, columns=COLUMNS)
         try:
             self.store.write_prediction_log(frame, datetime.now(UTC))
         except Exception as err:  # S3 down: put them back in front, keep serving
             with self._lock:
-                room = MAX_BUFFERED - len(self._buffer)
-                self.dropped += max(0, len(records) - room)
-                self._buffer.extendleft(reversed(records[-room:] if room else []))
+                self._buffer.extendleft(reversed(entries))
+                self._rows += len(records)
+                self._bound()
             self.error = f"{type(err).__name__}: {str(err)[:300]}"
             log.warning("prediction log flush failed: %s", self.error)
             return 0
@@ -87,3 +121,11 @@ class PredictionLog:
     def stop(self) -> None:
         self._flusher.stop()
         self.flush()
+
+
+def _records(entry: Entry) -> list[tuple[Any, ...]]:
+    ids, now, endpoint, name, version, x, labels, proba = entry
+    return [
+        (pid, now, endpoint, name, version, int(lab), float(p), *row)
+        for pid, row, lab, p in zip(ids, x.tolist(), labels.tolist(), proba.tolist(), strict=True)
+    ]

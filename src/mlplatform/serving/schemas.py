@@ -73,10 +73,13 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 def patient_model(spec: DatasetSpec = SPEC) -> type[BaseModel]:
     """One row's raw features as a request body. Every key is required; null means unknown."""
 
+    limit = spec.max_missing_features
+
     def not_too_many_unknown(row: BaseModel) -> BaseModel:
         # The training rule: such rows are dropped from training, so the model cannot answer.
-        unknown = sum(getattr(row, n) is None for n in spec.feature_names)
-        if unknown > spec.max_missing_features:
+        # The fields are exactly the features (extra keys are refused): count in C.
+        unknown = list(row.__dict__.values()).count(None)
+        if unknown > limit:
             raise ValueError(
                 too_many_missing_reason(unknown, spec=spec)
                 + ": training drops such rows, so the model does not answer for them"
@@ -181,10 +184,7 @@ class ModelInfo(BaseModel):
     backend_reason: str
 
 
-def rows_to_matrix(rows: list[BaseModel], spec: DatasetSpec = SPEC) -> np.ndarray:
-    """Validated rows as a float matrix in feature order; None becomes NaN."""
-    names = spec.feature_names
-    return np.array(
-        [[np.nan if (v := getattr(r, n)) is None else v for n in names] for r in rows],
-        dtype=np.float64,
-    )
+def rows_to_matrix(rows: list[BaseModel]) -> np.ndarray:
+    """Validated rows as a float matrix in feature order; None becomes NaN (numpy's float
+    conversion does that). A row model's fields are the spec's features, in order."""
+    return np.array([list(r.__dict__.values()) for r in rows], dtype=np.float64)
