@@ -137,15 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     after = metrics(s)
     served = int(counter(after, "predictions_total") - counter(before, "predictions_total"))
 
-    drain_deadline = (
-        time.monotonic() + s.PREDICTION_LOG_FLUSH_SECONDS + 3 * s.S3_TIMEOUT_SECONDS + 30
-    )
-    while (backlog := metrics(s)["prediction_log_buffered"]) > 0:
-        if time.monotonic() > drain_deadline:
+    # Drained: the backlog is empty and the log holds every row. (The gauge alone is not
+    # enough: it leaves out the rows of a flush in flight.)
+    deadline = time.monotonic() + s.PREDICTION_LOG_FLUSH_SECONDS + 3 * s.S3_TIMEOUT_SECONDS + 30
+    while True:
+        backlog = metrics(s)["prediction_log_buffered"]
+        logged = logged_rows(s, since - timedelta(seconds=1), until + timedelta(seconds=1))
+        drained = backlog == 0 and logged >= served
+        if drained or time.monotonic() > deadline:
             break
-        time.sleep(1)
-    drained = backlog == 0
-    logged = logged_rows(s, since - timedelta(seconds=1), until + timedelta(seconds=1))
+        time.sleep(2)
 
     samples = sampler.samples
     warm = [x for x in samples if x.at >= min(args.warmup_seconds, load_seconds / 2)]

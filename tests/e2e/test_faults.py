@@ -389,11 +389,10 @@ class RunsCodeWhenUnpickled:
 def test_an_untrusted_champion_never_runs_and_the_service_keeps_its_model(
     stack, champion, tmp_path
 ):
+    import cloudpickle
     import mlflow
 
     from mlplatform.registry import UntrustedModelError
-
-    import cloudpickle
 
     marker = tmp_path / "unpickled-by-the-platform"
     control = tmp_path / "unpickled-here"
