@@ -58,3 +58,16 @@ def register_synthetic_model(
     if promote:
         registry.promote(str(version.version), settings)
     return version
+
+
+def ensure_champion(settings: Settings) -> ModelVersion:
+    """The registry's champion; on a stack without one (a test file run alone), a synthetic
+    logistic regression registered and promoted (never replaces a real champion)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlplatform import registry
+
+    champion = registry.get_champion(settings)
+    if champion is None:
+        champion = register_synthetic_model(LogisticRegression(max_iter=500), settings)
+    return champion

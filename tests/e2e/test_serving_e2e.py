@@ -3,7 +3,6 @@ fuzzing over the OpenAPI spec, a real browser, and degraded readiness while MLfl
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -12,6 +11,8 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
+from figures import record
+from load import Load
 from payloads import rows_as_json
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -67,39 +68,26 @@ def test_hot_swap_under_load_has_zero_failures_within_the_poll_interval(stack, v
     a, b = versions
     registry.promote(a.version, stack)
     wait_for_version(stack, str(a.version))
-    stop = threading.Event()
-    seen: list[tuple[float, int, str]] = []
-
-    def load() -> None:
-        with httpx.Client(base_url=stack.fastapi_url, timeout=10) as client:
-            while not stop.is_set():
-                try:
-                    resp = client.post("/predict", json=example_patient())
-                    version = (
-                        resp.json().get("model_version", "") if resp.status_code == 200 else ""
-                    )
-                    seen.append((time.monotonic(), resp.status_code, version))
-                except httpx.HTTPError as err:
-                    seen.append((time.monotonic(), 0, repr(err)))
-
-    workers = [threading.Thread(target=load) for _ in range(4)]
-    for w in workers:
-        w.start()
-    time.sleep(2)
-    promoted_at = time.monotonic()
-    registry.promote(b.version, stack)
-    info = wait_for_version(stack, str(b.version))
-    time.sleep(2)
-    stop.set()
-    for w in workers:
-        w.join()
-    failures = [s for s in seen if s[1] != 200]
-    assert not failures, failures[:5]
-    first_b = min(t for t, _, v in seen if v == str(b.version))
+    with Load(stack.fastapi_url, concurrency=4) as load:
+        time.sleep(2)
+        promoted_at = time.monotonic()
+        registry.promote(b.version, stack)
+        info = wait_for_version(stack, str(b.version))
+        time.sleep(2)
+    seen = load.answers
+    assert not load.failures, load.failures[:5]
+    first_b = min(x.at for x in seen if x.version == str(b.version))
     switch = first_b - promoted_at
+    record(
+        "hot swap under load (c=4)",
+        requests=len(seen),
+        failed=len(load.failures),
+        seconds_to_new_version=round(switch, 2),
+        load_seconds=info["load_seconds"],
+    )
     # The watcher notices within one poll, then loads the new version off the request path.
     assert switch <= stack.MODEL_POLL_SECONDS + info["load_seconds"] + 1.0, (switch, info)
-    assert {v for _, _, v in seen} == {str(a.version), str(b.version)}
+    assert {x.version for x in seen} == {str(a.version), str(b.version)}
     assert len(seen) > 100
 
 
@@ -167,6 +155,11 @@ def test_web_page_predicts_in_a_real_browser(stack, versions):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
+            predicts: list[str] = []  # every request the page sends to /predict
+            page.on(
+                "request",
+                lambda r: predicts.append(r.method) if r.url.endswith("/predict") else None,
+            )
             page.goto(f"{stack.fastapi_url}/")
             page.wait_for_selector("#model:has-text('version')")
             page.fill("#age", "71")
@@ -175,10 +168,13 @@ def test_web_page_predicts_in_a_real_browser(stack, versions):
             page.wait_for_selector("#version")
             assert page.inner_text("#version") == str(champion.version)
             assert page.inner_text("#label") in ("disease", "no disease")
+            assert predicts == ["POST"], "a valid form sends exactly one request"
             # Out of range: the form's own hints (min/max from SPEC) stop it before any request.
             page.fill("#age", "250")
             page.click("#submit")
             assert page.eval_on_selector("#age", "e => e.validity.rangeOverflow")
+            page.wait_for_timeout(1500)  # room for a request that should not come
+            assert predicts == ["POST"], f"the form sent an out-of-range request: {predicts}"
             assert page.inner_text("#version") == str(champion.version)
         finally:
             browser.close()

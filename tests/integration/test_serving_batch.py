@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import numpy as np
@@ -60,3 +61,48 @@ def test_chunked_file_with_bad_rows_is_scored_once_and_moved(stack):
     assert store.latest_batch_output(key) == later.output_prefix
     assert len(store.read_batch_output(later.output_prefix)) == 128
     assert len(store.read_batch_output(prefix, kind="part")) == 128
+
+
+def test_parquet_input_and_the_success_marker(stack):
+    store = DataStore(Lake(stack))
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500), seed=2)
+    model = LoadedModel("m", "7", None, None, {}, SklearnPredictor(pipeline), "test")
+    rows = synthetic_features(90, seed=6, missing_rate=0.03)
+    rows.insert(0, "row_id", [f"patient-{i}" for i in range(len(rows))])
+    key = store.lake.write_parquet(f"batch/incoming/it-{uuid.uuid4().hex[:8]}.parquet", rows)
+    result = score_file(key, model, store, CHUNK, run_id="run-p")
+    prefix = result.output_prefix
+    success = json.loads(store.lake.get(f"{prefix}_SUCCESS.json"))
+    assert success["rows"] == success["scored"] == 90 and success["rejected"] == 0
+    assert success["input_key"] == key and success["model_version"] == "7"
+    assert success["output_prefix"] == prefix and success["scored_at"]
+    out = store.read_batch_output(prefix)
+    assert list(out["row_id"]) == list(rows["row_id"]), "the file's own row ids are kept"
+    features = rows.drop(columns="row_id")
+    np.testing.assert_array_equal(out["label"], pipeline.predict(features))
+    np.testing.assert_allclose(out["probability"], pipeline.predict_proba(features)[:, 1])
+
+
+def test_text_in_a_numeric_column_rejects_only_the_bad_rows(stack):
+    """A CSV big enough for several of pyarrow's read blocks, with text in `age` in a later
+    chunk only: the fast pass scores the first chunks, the rest is re-read as text, and only
+    the two bad rows are rejected; no row is scored twice."""
+    store = DataStore(Lake(stack))
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500), seed=3)
+    model = LoadedModel("m", "1", None, None, {}, SklearnPredictor(pipeline), "test")
+    rows = synthetic_features(40_000, seed=8, missing_rate=0.02).astype(object)
+    bad = [25_003, 33_017]
+    rows.loc[bad, "age"] = ["sixty", "n/a!"]
+    data = rows.to_csv(index=False).encode()
+    assert len(data) > 2 * (1 << 20), "more than pyarrow's 1 MiB read block, twice"
+    key = store.drop_batch_file(f"it-{uuid.uuid4().hex[:8]}.csv", data)
+    result = score_file(key, model, store, 10_000)
+    assert (result.rows, result.scored, result.rejected) == (40_000, 39_998, 2)
+    rejected = store.read_batch_output(result.output_prefix, kind="rejected")
+    assert list(rejected["row_id"]) == [str(i) for i in bad]
+    assert list(rejected["age"]) == ["sixty", "n/a!"]
+    assert rejected["reason"].str.contains("age").all(), list(rejected["reason"])
+    out = store.read_batch_output(result.output_prefix)
+    good = rows.drop(index=bad).astype(float)
+    np.testing.assert_array_equal(out["row_id"], good.index.astype(str))
+    np.testing.assert_array_equal(out["label"], pipeline.predict(good))

@@ -68,7 +68,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     detail = [
         {
             "type": e.get("type"),
-            "loc": list(e.get("loc", ())),
+            "loc": [_short(part) for part in e.get("loc", ())],  # a key can be long too
             "msg": str(e.get("msg", ""))[:300],
             **({"input": _short(e["input"])} if "input" in e else {}),
         }
