@@ -21,8 +21,9 @@ TMP_PREFIX = "_tmp/"
 PARQUET = "application/vnd.apache.parquet"
 
 
-def s3_client(settings: Settings) -> Any:
-    """A client whose every call is bounded in time, so a hung S3 becomes an error."""
+def s3_client(settings: Settings, attempts: int = 3) -> Any:
+    """A client whose every call is bounded in time, so a hung S3 becomes an error (after
+    `attempts` tries: the prediction service takes 1, so readiness turns degraded soon)."""
     import boto3
     from botocore.config import Config
 
@@ -35,7 +36,7 @@ def s3_client(settings: Settings) -> Any:
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": attempts, "mode": "standard"},
             connect_timeout=5,
             read_timeout=settings.S3_TIMEOUT_SECONDS,
         ),

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     MAX_BATCH_ROWS: int = 1000
     # Online predictions are buffered and written to the data lake this often.
     PREDICTION_LOG_FLUSH_SECONDS: float = 10.0
+    # Where a shutdown with S3 unreachable leaves the unsent predictions; the next start sends
+    # them (a volume in compose, so a restarted container finds them).
+    PREDICTION_LOG_SPILL_OVERRIDE: str = Field(default="", alias="PREDICTION_LOG_SPILL_DIR")
     # Rows per chunk when the batch job scores a file: bounds its memory.
     BATCH_CHUNK_ROWS: int = 50_000
     # Signs prediction ids, so /feedback recognises the ids this platform issued (every replica
@@ -201,6 +204,10 @@ class Settings(BaseSettings):
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.BIND_HOST}:{self.PROMETHEUS_PORT}"
+
+    @property
+    def prediction_log_spill_dir(self) -> Path:
+        return Path(self.PREDICTION_LOG_SPILL_OVERRIDE or self.STACK_DIR / "prediction-log-spill")
 
     @property
     def airflow_home(self) -> Path:

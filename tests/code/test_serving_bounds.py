@@ -183,3 +183,32 @@ def test_a_failed_prediction_log_flush_keeps_every_row_for_the_next():
     (frame,) = store.frames
     assert list(frame.columns) == COLUMNS and list(frame["prediction_id"]) == ["a", "b", "c"]
     assert list(frame["label"]) == [0, 1, 1] and list(frame["probability"]) == [0.2, 0.9, 0.7]
+
+
+class _Store:
+    """The lake as the prediction log sees it: up or down (pure logic of spilling)."""
+
+    def __init__(self, up: bool) -> None:
+        self.up, self.written = up, []
+
+    def write_prediction_log(self, frame, now):  # type: ignore[no-untyped-def]
+        if not self.up:
+            raise ConnectionError("S3 is down")
+        self.written.append(frame)
+
+
+def test_a_shutdown_with_s3_down_spills_to_disk_and_the_next_start_sends_it(tmp_path):
+    import numpy as np
+
+    from mlplatform.serving.prediction_log import PredictionLog
+
+    down = PredictionLog(_Store(up=False), 10, tmp_path)
+    ids = new_ids(3, KEY)
+    down.record(ids, "predict", "m", "7", np.zeros((3, 13)), np.array([0, 1, 0]), np.ones(3) / 2)
+    down.stop()
+    assert down.buffered == 0 and len(list(tmp_path.glob("*.parquet"))) == 1
+    store = _Store(up=True)
+    again = PredictionLog(store, 10, tmp_path)  # the restarted service
+    again.flush()
+    assert list(store.written[0]["prediction_id"]) == ids
+    assert not list(tmp_path.glob("*.parquet"))

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from mlplatform.inference.contract import LABEL_NAMES
 from mlplatform.inference.loading import LoadedModel, no_champion_message
-from mlplatform.lake import Lake
+from mlplatform.lake import Lake, s3_client
 from mlplatform.prediction_ids import new_ids
 from mlplatform.serving.deps import CurrentModel, document_api_key
 from mlplatform.serving.feedback import feedback_router
@@ -109,8 +109,12 @@ def create_app(
     holder.on_swap = model_swapped
     if holder.current is not None:
         serving_metrics.model_swapped(holder.current)
-    store = DataStore(Lake(s))
-    prediction_log = PredictionLog(store, s.PREDICTION_LOG_FLUSH_SECONDS)
+    # One try per S3 call: a hung S3 shows as `degraded` after one timeout, not three; the
+    # prediction log retries on its next flush anyway.
+    store = DataStore(Lake(s, s3_client(s, attempts=1)))
+    prediction_log = PredictionLog(
+        store, s.PREDICTION_LOG_FLUSH_SECONDS, s.prediction_log_spill_dir
+    )
     monitoring = LatestMonitoring(store, s.MONITOR_REFRESH_SECONDS)
     id_key = s.PREDICTION_ID_KEY.encode()
 

@@ -3,15 +3,20 @@
 The request path only appends to a deque; a background thread writes Parquet files
 under `store.PREDICTION_LOG` (partitioned by date) every few seconds, atomically.
 When S3 is down the records stay buffered (bounded; the oldest are dropped and
-counted) and the next flush retries.
+counted) and the next flush retries. At shutdown, what cannot reach S3 is spilled to a local
+folder (PREDICTION_LOG_SPILL_DIR) and sent on the next start, so a restart while S3 is down
+loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import uuid
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,8 +48,11 @@ def _tail(entry: Entry, keep: int) -> Entry:
 
 
 class PredictionLog:
-    def __init__(self, store: DataStore, flush_seconds: float) -> None:
+    def __init__(
+        self, store: DataStore, flush_seconds: float, spill_dir: Path | None = None
+    ) -> None:
         self.store = store
+        self.spill_dir = spill_dir
         self._buffer: deque[Entry] = deque()
         self._rows = 0
         self._lock = threading.Lock()
@@ -93,7 +101,9 @@ class PredictionLog:
         return [row for entry in entries for row in _records(entry)]
 
     def flush(self) -> int:
-        """Write what is buffered as one Parquet file; on failure keep it for the next try."""
+        """Write what is buffered as one Parquet file; on failure keep it for the next try.
+        Rows spilled by an earlier shutdown go first."""
+        self._send_spilled()
         with self._lock:
             entries = list(self._buffer)
             self._buffer.clear()
@@ -115,12 +125,42 @@ class PredictionLog:
         self.error = None
         return len(records)
 
+    def _spilled(self) -> list[Path]:
+        return sorted(self.spill_dir.glob("*.parquet")) if self.spill_dir else []
+
+    def _send_spilled(self) -> None:
+        for path in self._spilled():
+            self.store.write_prediction_log(pd.read_parquet(path), datetime.now(UTC))
+            path.unlink()  # only once the lake holds it
+
+    def spill(self) -> int:
+        """Write what is buffered to the local spill folder (atomically: temp file, then
+        rename); the next start sends it to the lake."""
+        records = self.records()
+        if not records or self.spill_dir is None:
+            return 0
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.spill_dir / f".{name}.tmp"
+        pd.DataFrame.from_records(records, columns=COLUMNS).to_parquet(tmp, index=False)
+        os.replace(tmp, self.spill_dir / name)
+        with self._lock:
+            self._buffer.clear()
+            self._rows = 0
+        return len(records)
+
     def start(self) -> None:
         self._flusher.start()
 
     def stop(self) -> None:
+        """Flush; what S3 does not take is spilled to disk for the next start."""
         self._flusher.stop()
-        self.flush()
+        try:
+            self.flush()
+        except Exception as err:  # S3 down while sending old spills: keep everything local
+            log.warning("prediction log: final flush failed: %s", err)
+        if self.buffered:
+            log.warning("prediction log: S3 unreachable at shutdown, %d rows spilled", self.spill())
 
 
 def _records(entry: Entry) -> list[tuple[Any, ...]]:
