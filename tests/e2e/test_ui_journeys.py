@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 from browser import browser_page, screenshot
@@ -27,9 +27,12 @@ FAILED_RUN_STATES = {"Failed", "Upstream Failed"}
 
 
 def test_airflow_ui_login_trigger_etl_and_see_the_run_succeed(stack: Settings) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
-    AirflowClient(stack).wait_for_dag("etl")  # parsed by the dag-processor, so it is listed
+    client = AirflowClient(stack)
+    client.wait_for_dag("etl")  # parsed by the dag-processor, so it is listed
+    runs_before = {r["dag_run_id"] for r in client.runs("etl")}
     with browser_page("airflow-etl-run") as page:
         page.goto(f"{stack.airflow_url}/")
         page.get_by_label("Username").fill(stack.AIRFLOW_ADMIN_USER)
@@ -38,16 +41,21 @@ def test_airflow_ui_login_trigger_etl_and_see_the_run_succeed(stack: Settings) -
 
         page.get_by_role("link", name="Dags", exact=True).click()
         page.get_by_placeholder("Search Dags").fill("etl")
+        # Click once the list shows the search's result: a click during the re-render is lost.
+        expect(page.get_by_text("1 Dag", exact=True)).to_be_visible()
         page.get_by_role("link", name="etl", exact=True).click()
+        page.wait_for_url(re.compile(r"/dags/etl$"))
 
-        page.get_by_role("button", name="Trigger Dag").click()
-        dialog = page.get_by_role("dialog")
-        expect(dialog).to_contain_text("Trigger Dag - etl")
-        dialog.get_by_role("button", name="Trigger", exact=True).click()
-
-        # The UI opens the new run's page.
-        page.wait_for_url(re.compile(r"/dags/etl/runs/[^/]+$"))
+        _trigger_in_dialog(page, "etl")
+        clicked = client.wait_for_new_run("etl", runs_before, timeout=60)["dag_run_id"]
+        try:  # the UI opens the new run's page...
+            page.wait_for_url(re.compile(r"/dags/etl/runs/[^/]+$"), timeout=30_000)
+        except PlaywrightTimeout:  # ...unless a re-render dropped that; then go there
+            page.goto(f"{stack.airflow_url}/dags/etl/runs/{quote(clicked)}")
         run_id = unquote(page.url.rsplit("/runs/", 1)[1])
+        assert run_id == clicked, "the page shows the run the click made"
+        new_runs = {r["dag_run_id"] for r in client.runs("etl")} - runs_before
+        assert new_runs == {clicked}, f"one click, one run: {new_runs}"
         heading = page.get_by_role("heading", name=run_id, exact=True)
         expect(heading).to_be_visible()
         badge = page.locator(f'h2:text-is("{run_id}") ~ [data-testid="state-badge"]')
@@ -55,8 +63,26 @@ def test_airflow_ui_login_trigger_etl_and_see_the_run_succeed(stack: Settings) -
         screenshot(page, "airflow-etl-run")
 
     assert state == "Success", f"the etl run {run_id} shows {state!r} in the UI"
-    # What the UI showed is what Airflow holds, and it is the run the click made.
-    assert AirflowClient(stack).run_state("etl", run_id) == "success"
+    assert client.run_state("etl", run_id) == "success"  # what the UI showed is what Airflow holds
+
+
+def _trigger_in_dialog(page, dag_id: str, attempts: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Click Trigger, then confirm in the dialog. The DAG page re-renders while its data
+    arrives, which can close a dialog opened early: then open it again, as a person would.
+    A click that timed out never reached the button, so a retry cannot trigger twice."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    for attempt in range(1, attempts + 1):
+        page.get_by_role("button", name="Trigger Dag").click()
+        dialog = page.get_by_role("dialog")
+        try:
+            expect(dialog).to_contain_text(f"Trigger Dag - {dag_id}")
+            dialog.get_by_role("button", name="Trigger", exact=True).click(timeout=15_000)
+            return
+        except (PlaywrightTimeout, AssertionError):
+            if attempt == attempts:
+                raise
 
 
 def _wait_for_final_state(page, badge) -> str:  # type: ignore[no-untyped-def]
