@@ -69,7 +69,7 @@ def test_airflow_ui_login_trigger_etl_and_see_the_run_succeed(stack: Settings) -
 def _trigger_in_dialog(page, dag_id: str, attempts: int = 3) -> None:  # type: ignore[no-untyped-def]
     """Click Trigger, then confirm in the dialog. The DAG page re-renders while its data
     arrives, which can close a dialog opened early: then open it again, as a person would.
-    A click that timed out never reached the button, so a retry cannot trigger twice."""
+    (The test then checks that exactly one run came of it.)"""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
