@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
+from browser import browser_page, screenshot
 from figures import record
 from load import Load
 from payloads import rows_as_json
@@ -22,12 +23,6 @@ from mlplatform import registry
 from mlplatform.commands.serving import wait_for_version
 from mlplatform.serving.schemas import example_patient
 from mlplatform.synthetic import synthetic_features
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -147,37 +142,31 @@ def test_fuzzing_the_openapi_spec_never_gives_a_5xx(stack, versions, mode):
 
 
 def test_web_page_predicts_in_a_real_browser(stack, versions):
-    from playwright.sync_api import sync_playwright
-
     champion = registry.get_champion(stack)
     wait_for_version(stack, str(champion.version))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            predicts: list[str] = []  # every request the page sends to /predict
-            page.on(
-                "request",
-                lambda r: predicts.append(r.method) if r.url.endswith("/predict") else None,
-            )
-            page.goto(f"{stack.fastapi_url}/")
-            page.wait_for_selector("#model:has-text('version')")
-            page.fill("#age", "71")
-            page.select_option("#cp", "4")
-            page.click("#submit")
-            page.wait_for_selector("#version")
-            assert page.inner_text("#version") == str(champion.version)
-            assert page.inner_text("#label") in ("disease", "no disease")
-            assert predicts == ["POST"], "a valid form sends exactly one request"
-            # Out of range: the form's own hints (min/max from SPEC) stop it before any request.
-            page.fill("#age", "250")
-            page.click("#submit")
-            assert page.eval_on_selector("#age", "e => e.validity.rangeOverflow")
-            page.wait_for_timeout(1500)  # room for a request that should not come
-            assert predicts == ["POST"], f"the form sent an out-of-range request: {predicts}"
-            assert page.inner_text("#version") == str(champion.version)
-        finally:
-            browser.close()
+    with browser_page("prediction-page") as page:
+        predicts: list[str] = []  # every request the page sends to /predict
+        page.on(
+            "request",
+            lambda r: predicts.append(r.method) if r.url.endswith("/predict") else None,
+        )
+        page.goto(f"{stack.fastapi_url}/")
+        page.wait_for_selector("#model:has-text('version')")
+        page.fill("#age", "71")
+        page.select_option("#cp", "4")
+        page.click("#submit")
+        page.wait_for_selector("#version")
+        assert page.inner_text("#version") == str(champion.version)
+        assert page.inner_text("#label") in ("disease", "no disease")
+        assert predicts == ["POST"], "a valid form sends exactly one request"
+        screenshot(page, "prediction-page")
+        # Out of range: the form's own hints (min/max from SPEC) stop it before any request.
+        page.fill("#age", "250")
+        page.click("#submit")
+        assert page.eval_on_selector("#age", "e => e.validity.rangeOverflow")
+        page.wait_for_timeout(1500)  # room for a request that should not come
+        assert predicts == ["POST"], f"the form sent an out-of-range request: {predicts}"
+        assert page.inner_text("#version") == str(champion.version)
 
 
 def test_registry_down_keeps_serving_reports_degraded_and_recovers(stack, versions):
