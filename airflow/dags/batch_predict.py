@@ -36,9 +36,15 @@ def batch_predict():
         from mlplatform.settings import get_settings
         from mlplatform.store import DataStore
 
+        from mlplatform.progress import counter
+
         s = get_settings()
         model = load_champion(s, fast=False)
-        result = score_file(key, model, DataStore(Lake(s)), s.BATCH_CHUNK_ROWS, run_id or "")
+        store = DataStore(Lake(s))
+        with counter(f"scoring {key}") as progress:  # rows/s in the task log
+            result = score_file(
+                key, model, store, s.BATCH_CHUNK_ROWS, run_id or "", on_chunk=progress.advance
+            )
         print(
             f"{key}: {result.scored} scored, {result.rejected} rejected -> {result.output_prefix}"
         )

@@ -20,7 +20,7 @@ import csv
 import json
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -189,8 +189,14 @@ def _read_ahead(chunks: Iterator[pd.DataFrame], pool: Executor) -> Iterator[pd.D
 
 
 def score_file(
-    key: str, model: LoadedModel, store: DataStore, chunk_rows: int, run_id: str = ""
+    key: str,
+    model: LoadedModel,
+    store: DataStore,
+    chunk_rows: int,
+    run_id: str = "",
+    on_chunk: Callable[[int], None] | None = None,
 ) -> FileResult:
+    """Score one file; `on_chunk(rows)` after each chunk (progress for people watching)."""
     lake = store.lake
     prefix = batch_output_prefix(key, run_id)
     done_key = batch_done_key(key)
@@ -214,6 +220,8 @@ def score_file(
         for i, chunk in enumerate(chunks):
             predictions, bad = score_chunk(chunk, rows, model, scored_at)
             rows += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
             scored += len(predictions)
             rejected += len(bad)
             outputs = [(predictions, "part")] + ([(bad, "rejected")] if len(bad) else [])
@@ -238,5 +246,11 @@ def run(store: DataStore, model_loader: Any, chunk_rows: int) -> list[FileResult
     keys = store.pending_batch_files(SUFFIXES)
     if not keys:
         return []
+    from mlplatform.progress import counter
+
     model = model_loader()
-    return [score_file(key, model, store, chunk_rows) for key in keys]
+    results = []
+    for key in keys:
+        with counter(f"scoring {key}") as progress:
+            results.append(score_file(key, model, store, chunk_rows, on_chunk=progress.advance))
+    return results
