@@ -40,9 +40,10 @@ INSUFFICIENT_REPORT = (
 
 
 def window_of(end: datetime, hours: float) -> tuple[datetime, datetime, str]:
-    """[start, end) and the window's id: `<end, UTC, to the minute>-<hours>h`."""
-    end = end.astimezone(UTC).replace(second=0, microsecond=0)
-    return end - timedelta(hours=hours), end, f"{end:%Y-%m-%dT%H%MZ}-{hours:g}h"
+    """[start, end) and the window's id: `<end, UTC, to the second>-<hours>h`. The end is kept
+    exact: rounding it down would leave the newest predictions out of an on-demand run."""
+    end = end.astimezone(UTC)
+    return end - timedelta(hours=hours), end, f"{end:%Y-%m-%dT%H%M%SZ}-{hours:g}h"
 
 
 def stored_outcomes(store: DataStore) -> pd.DataFrame | None:
