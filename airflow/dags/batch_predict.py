@@ -33,10 +33,9 @@ def batch_predict():
         from mlplatform.batch import score_file
         from mlplatform.inference.loading import load_champion
         from mlplatform.lake import Lake
+        from mlplatform.progress import counter
         from mlplatform.settings import get_settings
         from mlplatform.store import DataStore
-
-        from mlplatform.progress import counter
 
         s = get_settings()
         model = load_champion(s, fast=False)

@@ -8,6 +8,7 @@ PostgreSQL's init scripts run only on an empty data volume, so a reused volume o
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import psycopg2
 from psycopg2 import errors, sql
@@ -26,19 +27,24 @@ def create_database_sql(name: str, owner: str) -> sql.Composed:
     )
 
 
-def ensure_database(s: Settings, name: str) -> bool:
-    """Create database `name`, owned by the platform role, if it is missing. True if created."""
-    if not name:
-        raise ConfigurationError("the database name is empty")
-    # Keyword arguments, not a URI: a password needs no URL-encoding this way.
-    conn = psycopg2.connect(
+def connect(s: Settings, database: str, timeout: float) -> Any:
+    """A connection as the platform role. Keyword arguments, not a URI: a password needs no
+    URL-encoding this way."""
+    return psycopg2.connect(
         host=s.PG_HOST,
         port=s.PG_PORT,
         user=s.PG_USER,
         password=s.PG_PASSWORD,
-        dbname=MAINTENANCE_DB,
-        connect_timeout=10,
+        dbname=database,
+        connect_timeout=int(timeout),
     )
+
+
+def ensure_database(s: Settings, name: str) -> bool:
+    """Create database `name`, owned by the platform role, if it is missing. True if created."""
+    if not name:
+        raise ConfigurationError("the database name is empty")
+    conn = connect(s, MAINTENANCE_DB, timeout=10)
     try:
         conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
         with conn.cursor() as cur:

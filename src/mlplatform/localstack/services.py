@@ -47,16 +47,9 @@ def http_ok(url: str) -> bool:
 
 
 def _pg_connect(s: Settings, database: str) -> object:
-    import psycopg2
+    from mlplatform.dbinit import connect
 
-    return psycopg2.connect(
-        host=s.PG_HOST,
-        port=s.PG_PORT,
-        user=s.PG_USER,
-        password=s.PG_PASSWORD,
-        dbname=database,
-        connect_timeout=2,
-    )
+    return connect(s, database, timeout=2)
 
 
 def postgres_healthy(s: Settings) -> bool:
