@@ -39,7 +39,8 @@ from mlplatform import registry
 from mlplatform.airflow_client import AirflowClient
 from mlplatform.commands.serving import wait_for_version
 from mlplatform.lake import Lake
-from mlplatform.localstack import LocalStack, postgres_healthy, programs
+from mlplatform.localstack import LocalStack, programs
+from mlplatform.localstack.services import postgres_healthy
 from mlplatform.serving.schemas import example_patient
 from mlplatform.settings import Settings
 from mlplatform.store import FEEDBACK_RECEIVED, PREDICTION_LOG, DataStore
