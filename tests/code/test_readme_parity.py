@@ -23,6 +23,7 @@ MARKER = re.compile(r"<!-- *(?:end )?section: *[\w-]+ *-->")
 MAKE = re.compile(r"\bmake +([a-z][a-z0-9-]*)")
 CLI = re.compile(r"\bmlplatform +([a-z][a-z0-9-]*)")
 URL = re.compile(r"https?://[^\s)>`|]+")
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 ANCHOR = re.compile(r"\]\(#([^)\s]+)\)")
 
 
@@ -114,6 +115,9 @@ def check_parity(english: str, spanish: str) -> list[str]:
     if set(URL.findall(english)) != set(URL.findall(spanish)):
         en_urls, es_urls = set(URL.findall(english)), set(URL.findall(spanish))
         problems.append(f"URLs differ: only en {en_urls - es_urls}, only es {es_urls - en_urls}")
+    en_images, es_images = IMAGE.findall(english), IMAGE.findall(spanish)
+    if en_images != es_images:
+        problems.append(f"images differ: en {en_images} / es {es_images}")
     if "](README.es.md)" not in english:
         problems.append("README.md does not link to README.es.md")
     if "](README.md)" not in spanish:
@@ -146,6 +150,7 @@ EXTRA_SECTION = "\n## Extra\n\nMore.\n\n```bash\nmake extra-target\nmlplatform e
         (lambda t: t.replace("<!-- end section: docker -->", ""), ["section markers"]),
         (lambda t: t + "\n| a | b |\n|---|---|\n| 1 | 2 |\n", ["table rows"]),
         (lambda t: t.replace("](README.es.md)", "](README.md)"), ["does not link"]),
+        (lambda t: t + "\n![shot](docs/screenshots/new.png)\n", ["images differ"]),
     ],
 )
 def test_a_change_to_one_file_only_fails(edit: Callable[[str], str], expected: list[str]) -> None:
