@@ -6,7 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlplatform.build import assign_split, frame_digest
+from mlplatform.build import frame_digest
 from mlplatform.retraining import KEEP, PROMOTE, decide
 from mlplatform.spec import SPEC
 from mlplatform.training import suggest
@@ -41,15 +41,6 @@ def test_search_space_covers_the_required_families() -> None:
         seen.add(family)
         study.tell(trial, 0.0)
     assert seen == set(SPEC.search_space)
-
-
-def test_split_depends_only_on_row_and_seed() -> None:
-    ids = pd.Series([f"{i:016x}" for i in range(2000)])
-    split = assign_split(ids, 42, 0.2)
-    assert split.tolist() == assign_split(ids[::-1], 42, 0.2)[::-1].tolist()
-    assert split.head(100).tolist() == assign_split(ids.head(100), 42, 0.2).tolist()
-    assert 0.17 < (split == "test").mean() < 0.23
-    assert (assign_split(ids, 7, 0.2) != split).any()
 
 
 def test_frame_digest_ignores_row_order() -> None:
