@@ -18,7 +18,7 @@ they can, so a group whose old rows already overfill its test quota stays overfu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,7 @@ def assign_split(
     strata: pd.Series | None,
     seed: int,
     test_fraction: float,
-    previous: Mapping[Hashable, str] | None = None,
+    previous: Mapping[Any, str] | None = None,
 ) -> pd.Series:
     """ "train" or "test" per row (index of `ids`); `previous` maps row id to its old split."""
     if not 0 < test_fraction < 1:

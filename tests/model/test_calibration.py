@@ -9,7 +9,6 @@ import pytest
 
 from mlplatform.calibration import (
     CALIBRATION_METHODS,
-    SKOPS_EXTRA_TRUSTED_TYPES,
     CalibrationChoice,
     choose_calibration,
     choose_threshold,
@@ -24,7 +23,7 @@ from mlplatform.training import make_pipeline, split_xy
 
 SEED = 42
 SVM = {"C": 1.0, "gamma": 0.05}
-TRUSTED = [*SKOPS_TRUSTED_TYPES, *SKOPS_EXTRA_TRUSTED_TYPES]
+TRUSTED = SKOPS_TRUSTED_TYPES
 
 
 @pytest.fixture(scope="module")
