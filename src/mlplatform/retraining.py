@@ -54,11 +54,13 @@ class Challenge(Record):
     threshold: float = 0.5
     calibration: str = "none"
     threshold_policy: str = ""
+    by_source: list[dict[str, Any]] = field(default_factory=list)  # challenger's, on test
 
     def challenger_model(self) -> TrainedModel:
         return TrainedModel(
             self.run_id, self.dataset_version, self.family, self.params, self.challenger,
             self.model_uri, self.threshold, self.calibration, self.threshold_policy,
+            self.by_source,
         )  # fmt: skip
 
 
@@ -161,6 +163,7 @@ def train_challenger(
             threshold=challenger.model.threshold,
             calibration=challenger.model.calibration.method,
             threshold_policy=challenger.model.policy,
+            by_source=challenger.by_source,
         )
         mlflow.log_metrics(
             {

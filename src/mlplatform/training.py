@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,6 +86,7 @@ class TrainedModel(RunConfiguration):
     threshold: float = 0.5
     calibration: str = "none"
     threshold_policy: str = ""
+    by_source: list[dict[str, Any]] = field(default_factory=list)  # test metrics per hospital
 
 
 # A search option of every family: one 0/1 column per feature that had gaps in training.
@@ -400,6 +401,7 @@ class Refit:
     test: Any  # evaluation.Predictions on the test split
     metrics: dict[str, float]
     uri: str
+    by_source: list[dict[str, Any]]  # compact per-hospital test table (a version tag)
 
 
 def _figure_by_source(rows: list[Any], metric: str, title: str) -> Any:
@@ -487,7 +489,21 @@ def refit_and_log(
         f"{prefix}model_card.md",
     )
     uri = log_pipeline(model.pipeline, input_example(train, spec))
-    return Refit(model, predictions, metrics, uri)
+    return Refit(model, predictions, metrics, uri, compact_by_source(tested.by_source))
+
+
+def compact_by_source(rows: list[Any]) -> list[dict[str, Any]]:
+    """The per-hospital table in few characters (a version tag holds at most 5,000)."""
+    return [
+        {
+            "source": r.source,
+            "rows": r.rows,
+            "positives": r.positives,
+            "mean_proba": round(r.mean_proba, 3),
+            **{k: None if v != v else round(v, 3) for k, v in r.metrics.items()},
+        }
+        for r in rows
+    ]
 
 
 def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> dict[str, Any]:
@@ -504,6 +520,7 @@ def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> di
         "threshold": round(model.threshold, 6),
         "calibration": model.calibration,
         "threshold_policy": model.threshold_policy,
+        "by_source": json.dumps(model.by_source, sort_keys=True),
         **{k: round(v, 4) for k, v in model.metrics.items()},
     }
 
@@ -540,6 +557,7 @@ def trained(config: RunConfiguration, done: Refit) -> TrainedModel:
     return TrainedModel(
         config.run_id, config.dataset_version, config.family, config.params, done.metrics,
         done.uri, done.model.threshold, done.model.calibration.method, done.model.policy,
+        done.by_source,
     )  # fmt: skip
 
 

@@ -63,6 +63,7 @@ class LoadedModel:
     backend_reason: str
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    card: dict[str, Any] = field(default_factory=dict)  # card_from_tags: the model card's facts
 
     @property
     def backend(self) -> str:
@@ -79,7 +80,33 @@ class LoadedModel:
             "load_seconds": round(self.load_seconds, 3),
             "backend": self.backend,
             "backend_reason": self.backend_reason,
+            **self.card,
         }
+
+
+def card_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """What /model and the web page show of a version's model card, from its tags
+    (training.version_tags): threshold, calibration, test intervals, per-hospital table.
+    Empty for a version registered before these tags existed."""
+    import json
+
+    card: dict[str, Any] = {}
+    if "threshold" in tags:
+        card["threshold"] = float(tags["threshold"])
+    for key in ("calibration", "threshold_policy"):
+        if tags.get(key):
+            card[key] = tags[key]
+    intervals = {}
+    for key, value in tags.items():
+        name = key.removeprefix("test_")
+        low, high = tags.get(f"{key}_ci_low"), tags.get(f"{key}_ci_high")
+        if key.startswith("test_") and low is not None and high is not None:
+            intervals[name] = {"estimate": float(value), "low": float(low), "high": float(high)}
+    if intervals:
+        card["intervals"] = intervals
+    if tags.get("by_source"):
+        card["by_source"] = json.loads(tags["by_source"])
+    return card
 
 
 def real_rows(settings: Settings) -> pd.DataFrame:
@@ -172,6 +199,7 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
         predictor=predictor,
         backend_reason=reason,
         load_seconds=time.perf_counter() - started,
+        card=card_from_tags(dict(version.tags or {})),
     )
 
 
