@@ -251,7 +251,7 @@ def sources_of(frame: pd.DataFrame) -> Any:
     """The hospital of each row (one group when the frame was loaded without ids)."""
     from mlplatform.store import SOURCE
 
-    return frame[SOURCE].to_numpy() if SOURCE in frame else np.full(len(frame), "all")
+    return frame[SOURCE].to_numpy() if SOURCE in frame else np.full(len(frame), "unknown")
 
 
 @dataclass(frozen=True)
