@@ -27,7 +27,7 @@ import pandas as pd
 TRAIN, TEST = "train", "test"
 
 
-def _unit(seed: int, row_id: Any) -> float:
+def hash_unit(seed: int, row_id: Any) -> float:
     """A uniform number in [0, 1) fixed by the seed and the row id alone."""
     return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:13], 16) / 16**13
 
@@ -78,7 +78,7 @@ def assign_split(
                 continue
             already = int((rows["old"] == TEST).sum())
             take = int(np.clip(quotas[stratum] - already, 0, len(new)))
-            order = new["id"].map(lambda i: _unit(seed, i)).sort_values(kind="stable")
+            order = new["id"].map(lambda i: hash_unit(seed, i)).sort_values(kind="stable")
             split[order.index] = TRAIN
             split[order.index[:take]] = TEST
     return split.astype(str)
