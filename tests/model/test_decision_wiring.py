@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from mlplatform.evaluation import ALL
-from mlplatform.inference.loading import card_from_tags
 from mlplatform.inference.predictors import choose_predictor, decision_threshold
-from mlplatform.model_card import render_model_card
+from mlplatform.model_card import card_from_tags, render_model_card
 from mlplatform.store import SOURCE
 from mlplatform.training import (
     assess,

@@ -28,6 +28,7 @@ from mlplatform.inference.predictors import (
     choose_predictor,
     parity_rows,
 )
+from mlplatform.model_card import card_from_tags
 from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
@@ -82,31 +83,6 @@ class LoadedModel:
             "backend_reason": self.backend_reason,
             **self.card,
         }
-
-
-def card_from_tags(tags: dict[str, str]) -> dict[str, Any]:
-    """What /model and the web page show of a version's model card, from its tags
-    (training.version_tags): threshold, calibration, test intervals, per-hospital table.
-    Empty for a version registered before these tags existed."""
-    import json
-
-    card: dict[str, Any] = {}
-    if "threshold" in tags:
-        card["threshold"] = float(tags["threshold"])
-    for key in ("calibration", "threshold_policy"):
-        if tags.get(key):
-            card[key] = tags[key]
-    intervals = {}
-    for key, value in tags.items():
-        name = key.removeprefix("test_")
-        low, high = tags.get(f"{key}_ci_low"), tags.get(f"{key}_ci_high")
-        if key.startswith("test_") and low is not None and high is not None:
-            intervals[name] = {"estimate": float(value), "low": float(low), "high": float(high)}
-    if intervals:
-        card["intervals"] = intervals
-    if tags.get("by_source"):
-        card["by_source"] = json.loads(tags["by_source"])
-    return card
 
 
 def real_rows(settings: Settings) -> pd.DataFrame:
