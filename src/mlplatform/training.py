@@ -517,11 +517,12 @@ def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> di
         "params": json.dumps(model.params, sort_keys=True),
         "trained_by": kind,
         "optimise_metric": spec.optimise_metric,
-        "threshold": round(model.threshold, 6),
         "calibration": model.calibration,
         "threshold_policy": model.threshold_policy,
         "by_source": json.dumps(model.by_source, sort_keys=True),
         **{k: round(v, 4) for k, v in model.metrics.items()},
+        # Exact, after the rounded metrics: /model and the lineage show the model's own value.
+        "threshold": model.threshold,
     }
 
 
