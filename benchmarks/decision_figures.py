@@ -4,7 +4,7 @@
 
 No services: everything runs in-process on the UCI files in SEED_DATA_DIR.
 
-BEFORE (today's rules): the hash split; the champion is the best of an Optuna search on
+BEFORE (the former rules): the hash split; the champion is the best of an Optuna search on
 Cleveland, the challenger is its configuration refit on all four hospitals; both scored on
 the all-hospital test split, decided by the 0.01 F1 margin. Printed with the paired
 bootstrap interval and McNemar that the margin ignores, and the champion's calibration.
@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from mlplatform.build import RawDelivery, build
-from mlplatform.calibration import choose_calibration, choose_threshold, decision_pipeline
 from mlplatform.evaluation import (
     METRICS,
     GateResult,
@@ -37,12 +35,11 @@ from mlplatform.evaluation import (
     promotion_gate,
 )
 from mlplatform.ingest import seed_file
-from mlplatform.retraining import decide
 from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
-from mlplatform.splitting import TEST, assign_split
+from mlplatform.splitting import TEST, hash_unit
 from mlplatform.store import ROW_ID, SOURCE
-from mlplatform.training import make_pipeline, search, split_xy
+from mlplatform.training import fit_decision_model, make_pipeline, search, split_xy
 
 SEED, FRACTION, FOLDS, MARGIN = 42, 0.2, 5, 0.01
 FEATURES = list(SPEC.feature_names)
@@ -55,30 +52,36 @@ def deliveries(sources: list[str]) -> list[RawDelivery]:
     ]
 
 
+def margin_decision(champion: float, challenger: float) -> str:
+    """The former rule, kept here only as the baseline: promote on a 0.01 F1 margin."""
+    delta = challenger - champion
+    return "promote" if delta > 0 and delta >= MARGIN else "keep"
+
+
 def hash_split() -> dict[str, pd.DataFrame]:
-    """Today's ETL: v1 = Cleveland, v2 = all four hospitals, split by id hash."""
-    v1 = build(deliveries(["cleveland"]), SEED, FRACTION)
-    v2 = build(deliveries(list(SPEC.deliveries)), SEED, FRACTION)
+    """The former ETL: v1 = Cleveland, v2 = all four hospitals, test = id hash < fraction."""
+    v1 = build(deliveries(["cleveland"]), SEED, FRACTION).clean
+    v2 = build(deliveries(list(SPEC.deliveries)), SEED, FRACTION).clean
+    test1 = v1[ROW_ID].map(lambda i: hash_unit(SEED, i) < FRACTION)
+    test2 = v2[ROW_ID].map(lambda i: hash_unit(SEED, i) < FRACTION)
     return {
-        "v1_train": v1.splits["train"],
-        "v1_test": v1.splits["test"],
-        "v2_train": v2.splits["train"],
-        "test": v2.splits["test"],
+        "v1_train": v1[~test1].reset_index(drop=True),
+        "v1_test": v1[test1].reset_index(drop=True),
+        "v2_train": v2[~test2].reset_index(drop=True),
+        "test": v2[test2].reset_index(drop=True),
     }
 
 
 def stratified_split() -> dict[str, pd.DataFrame]:
-    """The new rule: v1 split stratified; v2 keeps v1's assignments and stratifies the rest."""
-    v1 = build(deliveries(["cleveland"]), SEED, FRACTION).clean
-    v2 = build(deliveries(list(SPEC.deliveries)), SEED, FRACTION).clean
-    first = assign_split(v1[ROW_ID], v1[SPEC.target], v1[SOURCE], SEED, FRACTION)
-    previous = dict(zip(v1[ROW_ID], first, strict=True))
-    later = assign_split(v2[ROW_ID], v2[SPEC.target], v2[SOURCE], SEED, FRACTION, previous)
+    """The ETL now: v1 split stratified; v2 keeps v1's assignments and stratifies the rest."""
+    v1 = build(deliveries(["cleveland"]), SEED, FRACTION)
+    previous = {r: name for name, df in v1.splits.items() for r in df[ROW_ID]}
+    v2 = build(deliveries(list(SPEC.deliveries)), SEED, FRACTION, previous=previous)
     return {
-        "v1_train": v1[first != TEST].reset_index(drop=True),
-        "v1_test": v1[first == TEST].reset_index(drop=True),
-        "v2_train": v2[later != TEST].reset_index(drop=True),
-        "test": v2[later == TEST].reset_index(drop=True),
+        "v1_train": v1.splits["train"],
+        "v1_test": v1.splits[TEST],
+        "v2_train": v2.splits["train"],
+        "test": v2.splits[TEST],
     }
 
 
@@ -99,20 +102,17 @@ def plain_pair(frames: dict[str, pd.DataFrame], trials: int) -> Pair:
     return Pair(best.family, best.params, fit(frames["v1_train"]), fit(frames["v2_train"]), {})
 
 
-def decided_model(factory: Callable[[], Any], train: pd.DataFrame) -> tuple[Any, str]:
-    """Calibration chosen by CV, threshold on the chosen method's out-of-fold probabilities."""
-    x, y = split_xy(train)
-    choice, oof = choose_calibration(factory, x, y, SEED, FOLDS)
-    threshold = choose_threshold(y, oof, "max_f1")
-    model = decision_pipeline(factory(), choice.method, threshold, FOLDS).fit(x, y)
-    return model, f"{choice.method}, t={threshold:.3f}"
+def decided_model(family: str, params: dict[str, Any], train: pd.DataFrame) -> tuple[Any, str]:
+    """As training does it: calibration chosen by CV, threshold on out-of-fold probabilities."""
+    model = fit_decision_model(family, params, train, SEED, FOLDS, "max_f1")
+    return model.pipeline, f"{model.calibration.method}, t={model.threshold:.3f}"
 
 
 def decided_pair(frames: dict[str, pd.DataFrame], trials: int) -> Pair:
     best = search(frames["v1_train"][[*FEATURES, SPEC.target]], trials, SEED, FOLDS)
     factory = lambda: make_pipeline(best.family, best.params, SEED)  # noqa: E731
-    champion, c_note = decided_model(factory, frames["v1_train"])
-    challenger, d_note = decided_model(factory, frames["v2_train"])
+    champion, c_note = decided_model(best.family, best.params, frames["v1_train"])
+    challenger, d_note = decided_model(best.family, best.params, frames["v2_train"])
     notes = {"champion": c_note, "challenger": d_note}
     fit = lambda df: factory().fit(*split_xy(df))  # noqa: E731
     baseline = {"champion": fit(frames["v1_train"]), "challenger": fit(frames["v2_train"])}
@@ -196,7 +196,7 @@ def main() -> None:
         frames.append(split())
         pairs.append(make_pair(frames[-1], args.trials))
         result = gate(pairs[-1], frames[-1]["test"])
-        old = decide(result.champion, result.challenger, MARGIN)
+        old = margin_decision(result.champion, result.challenger)
         report(title, pairs[-1], frames[-1]["test"], result, old)
         first_test = frames[-1]["v1_test"]
         p = Predictions.of(pairs[-1].champion, first_test[FEATURES])

@@ -10,7 +10,7 @@ the monitor finds the served model degraded (the model-degraded Asset), and on d
    challenger are scored on the SAME current test split; both scores and the decision
    are logged to MLflow. Nothing in the registry changes in this task.
 2. **apply_decision**: the challenger is registered with the alias `challenger`, and
-   becomes `champion` only if its F1 beats the champion's by `PROMOTION_MARGIN`. The
+   becomes `champion` only if it passes the promotion gate (PROMOTION_* settings). The
    former champion keeps `previous_champion`. There is always a champion.
 
 Skipped while there is no champion yet (run the training DAG first).

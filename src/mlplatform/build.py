@@ -13,22 +13,28 @@ Cleaning rule (also in the README):
    that reason); the remaining gaps stay missing and are imputed inside the model Pipeline,
    fitted on the training split only, so no test data leaks into it.
 
-The dataset version is a digest of the clean content plus the split rule, so the same
-deliveries always give the same version and a re-run publishes nothing new.
+Split rule (mlplatform.splitting, also in the README): a row of the previous published
+version keeps its split; new rows fill each (class, source) group's test quota, in the
+order of a seeded hash of their id.
+
+The dataset version is a digest of the clean content, the rules and the split assignment,
+so the same deliveries on the same previous version always give the same version and a
+re-run publishes nothing new.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlplatform.dataset import DatasetSpec
 from mlplatform.features import missing_counts, too_many_missing, too_many_missing_reason
 from mlplatform.spec import SPEC
+from mlplatform.splitting import assign_split
 from mlplatform.store import ROW_ID, SOURCE, SPLIT_NAMES
 from mlplatform.validation import REASON, parse_delivery, validate
 
@@ -68,16 +74,6 @@ def row_ids(typed: pd.DataFrame, spec: DatasetSpec = SPEC) -> pd.Series:
     return text.map(lambda row: hashlib.sha256(row.encode()).hexdigest()[:16])
 
 
-def assign_split(ids: pd.Series, seed: int, test_fraction: float) -> pd.Series:
-    """Hash-based split: a row's split depends only on its id and the seed, never on which
-    other rows exist, so it keeps its split in every later dataset version. The hash is
-    independent of the label, so each class is split in the same proportion in expectation."""
-    unit = ids.map(
-        lambda i: int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:13], 16) / 16**13
-    )
-    return pd.Series(np.where(unit < test_fraction, "test", "train"), index=ids.index)
-
-
 def validate_all(
     raw: list[RawDelivery], spec: DatasetSpec = SPEC
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -107,16 +103,32 @@ def clean(valid: pd.DataFrame, spec: DatasetSpec = SPEC) -> tuple[pd.DataFrame, 
     return kept, dropped, duplicates
 
 
+SPLIT_RULE = "stratified-by-class-and-source;stable-from-previous;hash-ordered"
+
+
 def build(
-    raw: list[RawDelivery], seed: int, test_fraction: float, spec: DatasetSpec = SPEC
+    raw: list[RawDelivery],
+    seed: int,
+    test_fraction: float,
+    spec: DatasetSpec = SPEC,
+    previous: Mapping[str, str] | None = None,
 ) -> Built:
-    """Everything from raw deliveries to a dataset version, in memory."""
+    """Everything from raw deliveries to a dataset version, in memory. `previous` maps the
+    row ids of the previous published version to their split (mlplatform.splitting)."""
     valid, rejected = validate_all(raw, spec)
     kept, dropped, duplicates = clean(valid, spec)
-    split = assign_split(kept[ROW_ID], seed, test_fraction)
+    split = assign_split(
+        kept[ROW_ID], kept[spec.target], kept[SOURCE], seed, test_fraction, previous
+    )
     splits = {name: kept[split == name].reset_index(drop=True) for name in SPLIT_NAMES}
-    rule = f"seed={seed};test_fraction={test_fraction};max_missing={spec.max_missing_features}"
-    digest = hashlib.sha256((frame_digest(kept) + rule).encode()).hexdigest()
+    rule = (
+        f"seed={seed};test_fraction={test_fraction};max_missing={spec.max_missing_features};"
+        f"split={SPLIT_RULE}"
+    )
+    # The assignment itself is part of the version: the same rows split differently (another
+    # history of versions) are another dataset version, never the same one.
+    assignment = frame_digest(pd.DataFrame({ROW_ID: kept[ROW_ID], "split": split}))
+    digest = hashlib.sha256((frame_digest(kept) + rule + assignment).encode()).hexdigest()
     text = lambda df: df.astype("string")  # noqa: E731  quarantine keeps what was delivered
     quarantine = pd.concat(
         [text(rejected), text(dropped[[*spec.raw_columns, SOURCE, REASON]])], ignore_index=True

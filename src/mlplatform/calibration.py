@@ -29,12 +29,6 @@ CALIBRATION_METHODS = (UNCALIBRATED, "sigmoid", "isotonic")
 MAX_F1 = "max_f1"
 MIN_RECALL = "min_recall"
 DEFAULT_POLICY = MAX_F1
-# What skops must trust, beyond registry.SKOPS_TRUSTED_TYPES, to load a calibrated model
-# (FixedThresholdClassifier and IsotonicRegression are trusted by skops already).
-SKOPS_EXTRA_TRUSTED_TYPES = [
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-]
 
 
 # ---------------------------------------------------------------------------- threshold

@@ -12,7 +12,7 @@ from mlplatform.ingest import extract
 from mlplatform.lake import Lake
 from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
-from mlplatform.store import DatasetMetadata, DataStore
+from mlplatform.store import ROW_ID, DatasetMetadata, DataStore
 
 
 def validate_deliveries(settings: Settings) -> dict[str, int]:
@@ -21,10 +21,25 @@ def validate_deliveries(settings: Settings) -> dict[str, int]:
     return {"valid_rows": len(valid), "invalid_rows": len(rejected)}
 
 
+def previous_splits(store: DataStore) -> dict[str, str] | None:
+    """Row id -> split of the published version: its rows keep their split in the next."""
+    manifest = store.read_manifest()
+    if manifest is None:
+        return None
+    frames = store.load_splits(manifest, SPEC, with_ids=True)
+    return {row: name for name, df in frames.items() for row in df[ROW_ID]}
+
+
 def build_version(settings: Settings) -> DatasetMetadata:
     """Build the dataset version of everything in the landing zone and write it (idempotent)."""
     store = DataStore(Lake(settings))
-    built = build(extract(store.lake), settings.RANDOM_SEED, settings.TEST_FRACTION, SPEC)
+    built = build(
+        extract(store.lake),
+        settings.RANDOM_SEED,
+        settings.TEST_FRACTION,
+        SPEC,
+        previous_splits(store),
+    )
     return store.write_version(built, SPEC, settings.RANDOM_SEED, settings.TEST_FRACTION)
 
 

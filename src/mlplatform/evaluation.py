@@ -348,7 +348,9 @@ def metrics_by_source(
     y = np.asarray(y).astype(int)
     predictions = Predictions(np.asarray(labels).astype(int), np.asarray(proba, dtype=float))
     sources = np.asarray(sources).astype(str)
-    groups = [(s, sources == s) for s in sorted(set(sources))] + [(ALL, np.ones(len(y), bool))]
+    # Plain str names: records cross JSON boundaries (XCom) that may not know numpy strings.
+    groups = [(str(s), sources == s) for s in sorted(set(sources))]
+    groups.append((ALL, np.ones(len(y), bool)))
     out = []
     for name, mask in groups:
         values = {
@@ -518,7 +520,7 @@ def promotion_gate(
             "above 0"
         )
     per_source = []
-    for name in sorted(set(src)):
+    for name in map(str, sorted(set(src))):
         mask = src == name
         before, after, interval = delta(mask)
         checked = int(mask.sum()) >= min_source_rows and not np.isnan(interval.estimate)

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from mlplatform.lake import Lake
+from mlplatform.model_card import card_from_tags
 from mlplatform.registry import CHAMPION, TRAINING_RUN_TAG, configure, get_alias
 from mlplatform.settings import Settings
 from mlplatform.store import DataStore
@@ -33,7 +34,11 @@ def lineage(settings: Settings, alias: str = CHAMPION) -> dict[str, Any]:
         "trained_by": tags.get("trained_by"),
         "model_family": tags.get("model_family"),
         "params": json.loads(tags.get("params", "{}")),
-        "metrics": {k: float(v) for k, v in tags.items() if k.startswith("test_")},
+        "metrics": {
+            k: float(v) for k, v in tags.items() if k.startswith("test_") and "_ci_" not in k
+        },
+        # threshold, calibration, 95% intervals of the test metrics, per-hospital table
+        **card_from_tags(tags),
         "git_commit": tags.get("git_commit"),
         "run_id": run.info.run_id,
         "run_url": f"{s.mlflow_tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
@@ -52,6 +57,19 @@ def format_lineage(info: dict[str, Any]) -> str:
         f"family       {info['model_family']}",
         f"params       {json.dumps(info['params'], sort_keys=True)}",
         "metrics      " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(info["metrics"].items())),
+        *(
+            [
+                "95% CI       "
+                + ", ".join(
+                    f"{k} [{i['low']:.3f}, {i['high']:.3f}]"
+                    for k, i in sorted(info["intervals"].items())
+                )
+            ]
+            if info.get("intervals")
+            else []
+        ),
+        f"threshold    {info.get('threshold', 0.5)} ({info.get('threshold_policy') or 'default'}; "
+        f"calibration {info.get('calibration') or 'none'})",
         f"git commit   {info['git_commit']}",
         f"mlflow run   {info['run_url']}",
         f"dataset      {info['dataset_version']} (created {info['dataset_created_at']}; "

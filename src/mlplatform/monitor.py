@@ -51,7 +51,10 @@ def stored_outcomes(store: DataStore) -> pd.DataFrame | None:
     from mlplatform.monitoring.feedback import merge_outcomes
 
     received = store.read_feedback()
-    return merge_outcomes(None, received).outcomes if len(received) else None
+    if not len(received):
+        return None
+    # In arrival order: files written in the same second do not list in the order they came.
+    return merge_outcomes(None, received.sort_values("received_at", kind="stable")).outcomes
 
 
 def take_feedback_files(settings: Settings) -> dict[str, Any]:

@@ -35,6 +35,10 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn._loss._loss.CyHalfBinomialLoss",
     "sklearn.svm._classes.SVC",
     "builtins.slice",
+    # A calibrated model (mlplatform.calibration); FixedThresholdClassifier and
+    # IsotonicRegression are trusted by skops already.
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
 ]
 
 

@@ -111,7 +111,16 @@ class Settings(BaseSettings):
     N_TRIALS: int = 20  # Optuna trials of the training DAG (a DAG param overrides it per run)
     CV_FOLDS: int = 5
     RETRAIN_TRIALS: int = 0  # 0: the challenger is the champion's configuration refit on new data
-    PROMOTION_MARGIN: float = 0.01  # the challenger must beat the champion's test F1 by this much
+    # The promotion gate (mlplatform.evaluation.promotion_gate): the challenger is promoted only
+    # when the PROMOTION_CONFIDENCE paired-bootstrap interval of its improvement on the same test
+    # rows lies above 0, and no source with PROMOTION_MIN_SOURCE_ROWS test rows or more loses
+    # more than PROMOTION_MAX_SOURCE_DROP of the metric.
+    PROMOTION_CONFIDENCE: float = Field(default=0.95, gt=0, lt=1)
+    PROMOTION_RESAMPLES: int = Field(default=2000, ge=2000)
+    PROMOTION_MIN_SOURCE_ROWS: int = Field(default=30, ge=1)
+    PROMOTION_MAX_SOURCE_DROP: float = Field(default=0.05, ge=0)
+    # The decision threshold every model carries: max_f1, or min_recall:R (0 < R <= 1).
+    THRESHOLD_POLICY: str = "max_f1"
 
     # Prediction service.
     FASTAPI_HOST: str = "127.0.0.1"

@@ -18,7 +18,7 @@ they can, so a group whose old rows already overfill its test quota stays overfu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import pandas as pd
 TRAIN, TEST = "train", "test"
 
 
-def _unit(seed: int, row_id: Any) -> float:
+def hash_unit(seed: int, row_id: Any) -> float:
     """A uniform number in [0, 1) fixed by the seed and the row id alone."""
     return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:13], 16) / 16**13
 
@@ -49,7 +49,7 @@ def assign_split(
     strata: pd.Series | None,
     seed: int,
     test_fraction: float,
-    previous: Mapping[Hashable, str] | None = None,
+    previous: Mapping[Any, str] | None = None,
 ) -> pd.Series:
     """ "train" or "test" per row (index of `ids`); `previous` maps row id to its old split."""
     if not 0 < test_fraction < 1:
@@ -78,7 +78,7 @@ def assign_split(
                 continue
             already = int((rows["old"] == TEST).sum())
             take = int(np.clip(quotas[stratum] - already, 0, len(new)))
-            order = new["id"].map(lambda i: _unit(seed, i)).sort_values(kind="stable")
+            order = new["id"].map(lambda i: hash_unit(seed, i)).sort_values(kind="stable")
             split[order.index] = TRAIN
             split[order.index[:take]] = TEST
     return split.astype(str)

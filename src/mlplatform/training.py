@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,16 +78,31 @@ class SearchResult(RunConfiguration):
 
 @dataclass(frozen=True)
 class TrainedModel(RunConfiguration):
-    """A refit, tested and logged model: the hand-off to registration."""
+    """A refit, tested and logged model: the hand-off to registration. `metrics` holds the
+    test metrics with their 95% bootstrap bounds (`test_f1_ci_low`, `test_f1_ci_high`)."""
 
     metrics: dict[str, float]
     model_uri: str
+    threshold: float = 0.5
+    calibration: str = "none"
+    threshold_policy: str = ""
+    by_source: list[dict[str, Any]] = field(default_factory=list)  # test metrics per hospital
+
+
+# A search option of every family: one 0/1 column per feature that had gaps in training.
+MISSING_INDICATORS = "missing_indicators"
+# Every reported test metric gets a bootstrap interval at this level.
+REPORT_CONFIDENCE = 0.95
+REPORT_RESAMPLES = 2000
+CALIBRATION_METRIC_NAMES = ("brier", "log_loss", "ece")
 
 
 def make_pipeline(
     family: str, params: dict[str, Any], seed: int, spec: DatasetSpec = SPEC
 ) -> Pipeline:
-    return build_pipeline(_classifiers()[family](params, seed), spec)
+    model_params = {k: v for k, v in params.items() if k != MISSING_INDICATORS}
+    indicators = bool(params.get(MISSING_INDICATORS, False))
+    return build_pipeline(_classifiers()[family](model_params, seed), spec, indicators)
 
 
 def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
@@ -105,6 +120,7 @@ def suggest(trial: optuna.Trial, spec: DatasetSpec = SPEC) -> tuple[str, dict[st
         name: _suggest(trial, f"{family}.{name}", p)
         for name, p in spec.search_space[family].items()
     }
+    params[MISSING_INDICATORS] = bool(trial.suggest_categorical(MISSING_INDICATORS, [False, True]))
     return family, params
 
 
@@ -173,11 +189,123 @@ def search(
 
 
 def evaluate(pipeline: Pipeline, test: pd.DataFrame, spec: DatasetSpec = SPEC) -> dict[str, float]:
-    """Test metrics (prefixed `test_`) of a fitted pipeline."""
-    from sklearn.metrics import get_scorer
+    """Test metrics (prefixed `test_`) of a fitted pipeline: labels from its `predict` (its
+    own threshold), probabilities from `predict_proba`."""
+    from mlplatform.evaluation import Predictions, get_metric
 
     x, y = split_xy(test, spec)
-    return {f"test_{m}": float(get_scorer(m)(pipeline, x, y)) for m in spec.report_metrics}
+    predictions = Predictions.of(pipeline, x)
+    y = np.asarray(y).astype(int)
+    return {
+        f"test_{m}": get_metric(m).score(y, predictions.values(get_metric(m)))
+        for m in spec.report_metrics
+    }
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One model on one labelled split: metrics with bootstrap intervals (stratified by
+    source), calibration, and the same metrics per source."""
+
+    intervals: dict[str, Any]  # metric -> evaluation.Interval
+    calibration: dict[str, float]
+    by_source: list[Any]  # evaluation.SourceMetrics
+
+    def metrics(self, prefix: str = "test_") -> dict[str, float]:
+        """Flat MLflow metrics: `test_f1`, `test_f1_ci_low`, `test_f1_ci_high`, ...,
+        `test_ece`, and per source `test_f1__cleveland`."""
+        out: dict[str, float] = {}
+        for name, interval in self.intervals.items():
+            out[f"{prefix}{name}"] = interval.estimate
+            out[f"{prefix}{name}_ci_low"] = interval.low
+            out[f"{prefix}{name}_ci_high"] = interval.high
+        out.update({f"{prefix}{k}": v for k, v in self.calibration.items() if k == "ece"})
+        return {k: float(v) for k, v in out.items() if not np.isnan(v)}
+
+    def to_dict(self) -> dict[str, Any]:
+        from mlplatform.evaluation import intervals_to_dict
+
+        return {
+            "intervals": intervals_to_dict(self.intervals),
+            "calibration": self.calibration,
+            "by_source": [s.to_dict() for s in self.by_source],
+        }
+
+
+def assess(
+    y: Any, labels: Any, proba: Any, sources: Any, seed: int, spec: DatasetSpec = SPEC
+) -> Assessment:
+    from mlplatform.evaluation import calibration_metrics, metric_intervals, metrics_by_source
+
+    metrics = [*spec.report_metrics, "brier", "log_loss"]
+    return Assessment(
+        metric_intervals(
+            y, labels, proba, sources, metrics, REPORT_CONFIDENCE, REPORT_RESAMPLES, seed
+        ),
+        calibration_metrics(y, proba),
+        metrics_by_source(y, labels, proba, sources, [*spec.report_metrics, "brier"]),
+    )
+
+
+def sources_of(frame: pd.DataFrame) -> Any:
+    """The hospital of each row (one group when the frame was loaded without ids)."""
+    from mlplatform.store import SOURCE
+
+    return frame[SOURCE].to_numpy() if SOURCE in frame else np.full(len(frame), "unknown")
+
+
+@dataclass(frozen=True)
+class DecisionModel:
+    """A fitted model with its calibration and threshold inside, and how they were chosen."""
+
+    pipeline: Pipeline
+    calibration: Any  # calibration.CalibrationChoice
+    threshold: float
+    policy: str
+    oof_proba: Any  # out-of-fold P(positive) of the chosen calibration, on the training split
+
+
+def fit_decision_model(
+    family: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    seed: int,
+    folds: int,
+    policy: str,
+    spec: DatasetSpec = SPEC,
+) -> DecisionModel:
+    """Calibration chosen by out-of-fold Brier score, the threshold for `policy` on the same
+    out-of-fold probabilities, then the final model fitted on the whole training split."""
+    from mlplatform.calibration import choose_calibration, choose_threshold, decision_pipeline
+
+    x, y = split_xy(train, spec)
+    factory = lambda: make_pipeline(family, params, seed, spec)  # noqa: E731
+    choice, oof = choose_calibration(factory, x, y, seed, folds)
+    threshold = choose_threshold(y, oof, policy)
+    pipeline = decision_pipeline(factory(), choice.method, threshold, folds).fit(x, y)
+    return DecisionModel(pipeline, choice, threshold, policy, oof)
+
+
+def leave_one_source_out(
+    model: DecisionModel, train: pd.DataFrame, spec: DatasetSpec = SPEC
+) -> list[Any]:
+    """Transportability: each hospital scored by the model (same configuration, calibration
+    and threshold) fitted on the other hospitals. Empty with fewer than two hospitals."""
+    from sklearn.base import clone
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
+    from mlplatform.evaluation import metrics_by_source
+
+    sources = sources_of(train)
+    if len(set(sources)) < 2:
+        return []
+    x, y = split_xy(train, spec)
+    proba = cross_val_predict(
+        clone(model.pipeline), x, y, groups=sources, cv=LeaveOneGroupOut(),
+        method="predict_proba", n_jobs=1,
+    )[:, 1]  # fmt: skip
+    labels = (proba >= model.threshold).astype(int)
+    return metrics_by_source(y, labels, proba, sources, [*spec.report_metrics, "brier"])
 
 
 def fit(
@@ -265,30 +393,117 @@ def run_search(
     )
 
 
+@dataclass(frozen=True)
+class Refit:
+    """What `refit_and_log` hands back: the model, its test predictions and metrics."""
+
+    model: DecisionModel
+    test: Any  # evaluation.Predictions on the test split
+    metrics: dict[str, float]
+    uri: str
+    by_source: list[dict[str, Any]]  # compact per-hospital test table (a version tag)
+
+
+def _figure_by_source(rows: list[Any], metric: str, title: str) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = [f"{r.source} ({r.rows})" for r in rows]
+    ax.barh(names, [r.metrics.get(metric, float("nan")) for r in rows])
+    ax.set_xlabel(metric)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def refit_and_log(
     family: str,
     params: dict[str, Any],
     frames: dict[str, pd.DataFrame],
-    seed: int,
+    settings: Settings,
     spec: DatasetSpec = SPEC,
     prefix: str = "",
-) -> tuple[Pipeline, dict[str, float], str]:
-    """Refit on the whole training split, evaluate once on test, log plots and the model to
-    the active run. Returns (pipeline, test metrics, model URI)."""
+    card: dict[str, Any] | None = None,
+) -> Refit:
+    """Refit on the whole training split (calibration and threshold chosen on out-of-fold
+    predictions), evaluate once on test, and log to the active run: metrics with intervals,
+    per-source tables (CV, test, leave-one-hospital-out), reliability plot, the model card
+    and the model. `frames` should carry row ids and sources (load_splits(with_ids=True))."""
     import matplotlib.pyplot as plt
     import mlflow
 
+    from mlplatform.calibration import reliability_figure
+    from mlplatform.evaluation import Predictions, metrics_by_source
+    from mlplatform.model_card import render_model_card
     from mlplatform.registry import log_pipeline
 
+    seed = settings.RANDOM_SEED
     train, test = frames["train"], frames["test"]
-    pipeline = fit(family, params, train, seed, spec)
-    metrics = evaluate(pipeline, test, spec)
+    model = fit_decision_model(
+        family, params, train, seed, settings.CV_FOLDS, settings.THRESHOLD_POLICY, spec
+    )
+    x_test, y_test = split_xy(test, spec)
+    predictions = Predictions.of(model.pipeline, x_test)
+    tested = assess(y_test, predictions.labels, predictions.proba, sources_of(test), seed, spec)
+    _, y_train = split_xy(train, spec)
+    oof_labels = (model.oof_proba >= model.threshold).astype(int)
+    cv_by_source = metrics_by_source(
+        y_train, oof_labels, model.oof_proba, sources_of(train), [*spec.report_metrics, "brier"]
+    )
+    transport = leave_one_source_out(model, train, spec)
+    metrics = {
+        **tested.metrics(),
+        **{f"cv_oof_{k}": v for k, v in model.calibration.scores[model.calibration.method].items()},
+        "threshold": model.threshold,
+    }
     mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()})
-    for name, figure in plots(pipeline, train, test, seed, spec).items():
+    mlflow.log_params(
+        {f"{prefix}calibration": model.calibration.method,
+         f"{prefix}threshold_policy": model.policy}
+    )  # fmt: skip
+    report = {
+        "family": family,
+        "params": params,
+        "threshold": model.threshold,
+        "threshold_policy": model.policy,
+        "calibration": model.calibration.to_dict(),
+        "test": tested.to_dict(),
+        "cv_by_source": [r.to_dict() for r in cv_by_source],
+        "leave_one_source_out": [r.to_dict() for r in transport],
+    }
+    mlflow.log_dict(report, f"evaluation/{prefix}evaluation.json")
+    figures = plots(model.pipeline, train, test, seed, spec)
+    figures["reliability.png"] = reliability_figure(y_test, {"test split": predictions.proba})
+    if transport:
+        figures["leave_one_source_out.png"] = _figure_by_source(
+            transport, spec.optimise_metric, "Leave-one-hospital-out (train split)"
+        )
+    for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{prefix}{name}")
         plt.close(figure)
-    uri = log_pipeline(pipeline, input_example(train, spec))
-    return pipeline, metrics, uri
+    mlflow.log_text(
+        render_model_card(report, card or {}, spec, f"plots/{prefix}reliability.png"),
+        f"{prefix}model_card.md",
+    )
+    uri = log_pipeline(model.pipeline, input_example(train, spec))
+    return Refit(model, predictions, metrics, uri, compact_by_source(tested.by_source))
+
+
+def compact_by_source(rows: list[Any]) -> list[dict[str, Any]]:
+    """The per-hospital table in few characters (a version tag holds at most 5,000)."""
+    return [
+        {
+            "source": r.source,
+            "rows": r.rows,
+            "positives": r.positives,
+            "mean_proba": round(r.mean_proba, 3),
+            **{k: None if v != v else round(v, 3) for k, v in r.metrics.items()},
+        }
+        for r in rows
+    ]
 
 
 def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> dict[str, Any]:
@@ -302,7 +517,12 @@ def version_tags(model: TrainedModel, kind: str, spec: DatasetSpec = SPEC) -> di
         "params": json.dumps(model.params, sort_keys=True),
         "trained_by": kind,
         "optimise_metric": spec.optimise_metric,
+        "calibration": model.calibration,
+        "threshold_policy": model.threshold_policy,
+        "by_source": json.dumps(model.by_source, sort_keys=True),
         **{k: round(v, 4) for k, v in model.metrics.items()},
+        # Exact, after the rounded metrics: /model and the lineage show the model's own value.
+        "threshold": model.threshold,
     }
 
 
@@ -316,15 +536,30 @@ def refit(
     from mlplatform.registry import configure
 
     metadata: DatasetMetadata = store.read_version(found.dataset_version)
-    frames = store.load_splits(metadata, spec)
+    frames = store.load_splits(metadata, spec, with_ids=True)
     configure(settings)
     with mlflow.start_run(run_id=found.run_id):
-        _, metrics, uri = refit_and_log(
-            found.family, found.params, frames, settings.RANDOM_SEED, spec
+        done = refit_and_log(
+            found.family, found.params, frames, settings, spec, card=card_context(metadata)
         )
+    return trained(found, done)
+
+
+def card_context(metadata: DatasetMetadata) -> dict[str, Any]:
+    """What the model card says about the data: version, deliveries, row counts."""
+    return {
+        "dataset_version": metadata.dataset_version,
+        "deliveries": metadata.deliveries,
+        "counts": metadata.counts,
+    }
+
+
+def trained(config: RunConfiguration, done: Refit) -> TrainedModel:
     return TrainedModel(
-        found.run_id, found.dataset_version, found.family, found.params, metrics, uri
-    )
+        config.run_id, config.dataset_version, config.family, config.params, done.metrics,
+        done.uri, done.model.threshold, done.model.calibration.method, done.model.policy,
+        done.by_source,
+    )  # fmt: skip
 
 
 def register_model(model: TrainedModel, kind: str, settings: Settings) -> str:

@@ -107,8 +107,12 @@ def retrain_demo_step(settings: Settings) -> None:
         scores, metric = run.data.metrics, f"test_{SPEC.optimise_metric}"
         print(
             f"on the same test split: champion {metric} {scores['champion_' + metric]:.3f}, "
-            f"challenger (version {challenger.version}) {scores['challenger_' + metric]:.3f}, "
-            f"margin {settings.PROMOTION_MARGIN} -> decision: {challenger.tags.get('decision')}"
+            f"challenger (version {challenger.version}) {scores['challenger_' + metric]:.3f}; "
+            f"improvement {scores['gate_improvement']:+.3f}, "
+            f"{scores['gate_confidence']:.0%} interval [{scores['gate_improvement_low']:+.3f}, "
+            f"{scores['gate_improvement_high']:+.3f}], McNemar {scores['mcnemar_b']:.0f} vs "
+            f"{scores['mcnemar_c']:.0f} (p = {scores['mcnemar_p_value']:.2f}) "
+            f"-> decision: {challenger.tags.get('decision')}"
         )
     print(format_lineage(lineage(settings)))
 

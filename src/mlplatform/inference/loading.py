@@ -28,6 +28,7 @@ from mlplatform.inference.predictors import (
     choose_predictor,
     parity_rows,
 )
+from mlplatform.model_card import card_from_tags
 from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class LoadedModel:
     backend_reason: str
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    card: dict[str, Any] = field(default_factory=dict)  # card_from_tags: the model card's facts
 
     @property
     def backend(self) -> str:
@@ -79,6 +81,7 @@ class LoadedModel:
             "load_seconds": round(self.load_seconds, 3),
             "backend": self.backend,
             "backend_reason": self.backend_reason,
+            **self.card,
         }
 
 
@@ -172,6 +175,7 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
         predictor=predictor,
         backend_reason=reason,
         load_seconds=time.perf_counter() - started,
+        card=card_from_tags(dict(version.tags or {})),
     )
 
 

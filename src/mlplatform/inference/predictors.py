@@ -9,11 +9,15 @@ registered pipeline on the parity rows, by family:
   jittered, plus rows sitting exactly on every split threshold, where float32 thresholds
   flip labels), probabilities within 0.05.
 Otherwise the caller falls back to sklearn and says why.
+
+A model with its decision threshold inside (FixedThresholdClassifier, mlplatform.calibration)
+is converted without that wrapper: ONNX gives the (calibrated) probabilities and the label is
+`P >= threshold`, as in sklearn, so a label never contradicts its probability.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -54,7 +58,7 @@ class SklearnPredictor:
 class OnnxPredictor:
     backend = "onnx"
 
-    def __init__(self, onnx_bytes: bytes) -> None:
+    def __init__(self, onnx_bytes: bytes, threshold: float | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -62,6 +66,7 @@ class OnnxPredictor:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self.onnx_bytes = onnx_bytes
+        self.threshold = threshold  # None: the converted model's own labels
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -74,14 +79,47 @@ class OnnxPredictor:
         x32 = x.astype(np.float32)
         feeds = {name: x32[:, i : i + 1] for i, name in enumerate(self.inputs)}
         labels, proba = self._run(self.outputs, feeds, None)
-        return labels.astype(np.int64), proba[:, 1].astype(np.float64)
+        p = proba[:, 1].astype(np.float64)
+        if self.threshold is not None:
+            # sklearn compares float64 probabilities; comparing in float32 keeps ties exact.
+            return (proba[:, 1] >= np.float32(self.threshold)).astype(np.int64), p
+        return labels.astype(np.int64), p
+
+
+def decision_threshold(pipeline: Pipeline) -> float | None:
+    """The threshold inside the model (FixedThresholdClassifier), None without one."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    final = pipeline.steps[-1][1]
+    if isinstance(final, FixedThresholdClassifier) and final.threshold != "auto":
+        return float(final.threshold)
+    return None
+
+
+def probability_pipeline(pipeline: Pipeline) -> Pipeline:
+    """The fitted pipeline without its threshold wrapper: what ONNX converts."""
+    from sklearn.pipeline import Pipeline
+
+    if decision_threshold(pipeline) is None:
+        return pipeline
+    final = pipeline.steps[-1][1]
+    return Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], final.estimator_)])
+
+
+def base_classifiers(pipeline: Pipeline) -> list[object]:
+    """The fitted base estimators under the threshold and calibration wrappers."""
+    final = probability_pipeline(pipeline).steps[-1][1]
+    calibrated = getattr(final, "calibrated_classifiers_", None)
+    return [c.estimator for c in calibrated] if calibrated else [final]
 
 
 def convert_to_onnx(pipeline: Pipeline) -> bytes:
-    """The pipeline as ONNX with one float input per raw feature (NaN = unknown)."""
+    """The pipeline (without a threshold wrapper) as ONNX with one float input per raw
+    feature (NaN = unknown)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    pipeline = probability_pipeline(pipeline)
     classifier = pipeline.steps[-1][1]
     model = convert_sklearn(
         pipeline,
@@ -91,28 +129,21 @@ def convert_to_onnx(pipeline: Pipeline) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def is_tree_model(pipeline: Pipeline) -> bool:
-    classifier = pipeline.steps[-1][1]
+def _is_tree(classifier: object) -> bool:
     return hasattr(classifier, "estimators_") or hasattr(classifier, "_predictors")
+
+
+def is_tree_model(pipeline: Pipeline) -> bool:
+    return any(_is_tree(c) for c in base_classifiers(pipeline))
 
 
 def _split_thresholds(pipeline: Pipeline) -> dict[str, np.ndarray]:
     """Every split threshold of a tree model, per raw numeric feature, in raw units."""
-    preprocess, classifier = pipeline[:-1], pipeline.steps[-1][1]
+    preprocess = pipeline[:-1]
     names = list(preprocess.get_feature_names_out())
     found: dict[int, list[float]] = {}
-    if hasattr(classifier, "_predictors"):  # HistGradientBoosting
-        for predictors in classifier._predictors:
-            for tree in predictors:
-                nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
-                for idx, thr in zip(nodes["feature_idx"], nodes["num_threshold"], strict=True):
-                    found.setdefault(int(idx), []).append(float(thr))
-    else:
-        for estimator in classifier.estimators_:
-            tree = getattr(estimator, "tree_", None) or estimator[0].tree_
-            inner = tree.feature >= 0
-            for idx, thr in zip(tree.feature[inner], tree.threshold[inner], strict=True):
-                found.setdefault(int(idx), []).append(float(thr))
+    for classifier in base_classifiers(pipeline):
+        _collect_thresholds(classifier, found)
     columns = preprocess.named_steps["preprocess"]  # the ColumnTransformer of features.py
     numeric = next(list(cols) for name, _, cols in columns.transformers_ if name == "numeric")
     scale = columns.named_transformers_["numeric"].named_steps["scale"]
@@ -124,6 +155,21 @@ def _split_thresholds(pipeline: Pipeline) -> dict[str, np.ndarray]:
         j = numeric.index(name)
         raw[name] = np.unique(np.asarray(values) * scale.scale_[j] + scale.mean_[j])
     return raw
+
+
+def _collect_thresholds(classifier: Any, found: dict[int, list[float]]) -> None:
+    if hasattr(classifier, "_predictors"):  # HistGradientBoosting
+        for predictors in classifier._predictors:
+            for tree in predictors:
+                nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
+                for idx, thr in zip(nodes["feature_idx"], nodes["num_threshold"], strict=True):
+                    found.setdefault(int(idx), []).append(float(thr))
+    elif hasattr(classifier, "estimators_"):
+        for estimator in classifier.estimators_:
+            tree = getattr(estimator, "tree_", None) or estimator[0].tree_
+            inner = tree.feature >= 0
+            for idx, thr in zip(tree.feature[inner], tree.threshold[inner], strict=True):
+                found.setdefault(int(idx), []).append(float(thr))
 
 
 def parity_rows(pipeline: Pipeline, real: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
@@ -174,7 +220,9 @@ def choose_predictor(
 ) -> tuple[Predictor, str]:
     """ONNX when it converts and passes parity, else the sklearn pipeline; with the reason."""
     try:
-        onnx_predictor = OnnxPredictor(onnx_bytes or convert_to_onnx(pipeline))
+        onnx_predictor = OnnxPredictor(
+            onnx_bytes or convert_to_onnx(pipeline), decision_threshold(pipeline)
+        )
         ok, report = parity_report(pipeline, onnx_predictor, rows)
     except Exception as err:  # any converter gap (unsupported estimator, option) means fallback
         cause = f"{type(err).__name__}: {str(err)[:200]}"

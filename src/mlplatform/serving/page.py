@@ -1,4 +1,4 @@
-"""The web page: a form for the raw features (built from the spec), the result and the model info.
+"""The web page: a form for the raw features (built from the spec), the result and the model card.
 
 Plain HTML and a few lines of JavaScript calling the same /predict and /model the
 API users call, so the page can never disagree with the API.
@@ -41,10 +41,42 @@ const headers = () => {
   if (key) h['X-API-Key'] = key;
   return h;
 };
+const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]));
+const num = (v) => (v === null || v === undefined) ? 'n/a' : Number(v).toFixed(3);
+const table = (head, rows) => `<table><tr>${head.map(h => `<th>${esc(h)}</th>`).join('')}</tr>` +
+  rows.map(r => `<tr>${r.map(c => `<td>${esc(c)}</td>`).join('')}</tr>`).join('') + '</table>';
+// The model card of the model in use, from /model (the same facts as its model_card.md).
+function modelCard(m) {
+  const facts = [
+    ['model', `${m.name} version ${m.version}`],
+    ['dataset version', m.dataset_version ?? 'unknown'],
+    ['decision threshold', m.threshold === undefined || m.threshold === null ? '0.5 (default)'
+      : `${num(m.threshold)} (policy ${m.threshold_policy ?? 'unknown'})`],
+    ['calibration', m.calibration ?? 'none recorded'],
+    ['backend', `${m.backend}: ${m.backend_reason}`],
+    ['loaded at', m.loaded_at],
+  ];
+  let html = table(['', ''], facts);
+  if (m.intervals) {
+    html += '<h3>Test metrics (95% bootstrap intervals)</h3>' + table(['metric', 'estimate', '95% interval'],
+      Object.entries(m.intervals).map(([k, i]) => [k, num(i.estimate), `[${num(i.low)}, ${num(i.high)}]`]));
+  } else {
+    html += '<h3>Test metrics</h3>' + table(['metric', 'value'],
+      Object.entries(m.metrics).filter(([k]) => k.includes('test_')).map(([k, v]) => [k, num(v)]));
+  }
+  if (m.by_source && m.by_source.length) {
+    const keys = Object.keys(m.by_source[0]).filter(k => !['source', 'rows', 'positives'].includes(k));
+    html += '<h3>By hospital (test split)</h3>' + table(['source', 'rows', 'positives', ...keys],
+      m.by_source.map(r => [r.source, r.rows, r.positives, ...keys.map(k => num(r[k]))]));
+  }
+  return html + '<p><small>Intended use: decision support for clinicians, not a diagnosis. ' +
+    'The test split is small: read the intervals, not only the estimates.</small></p>';
+}
 async function showModel() {
   const r = await fetch('model');
   const box = document.getElementById('model');
-  box.textContent = r.ok ? JSON.stringify(await r.json(), null, 2) : (await r.json()).detail;
+  if (r.ok) box.innerHTML = modelCard(await r.json());
+  else box.textContent = (await r.json()).detail;
 }
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -76,7 +108,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 form{display:grid;grid-template-columns:1fr 14rem;gap:.4rem 1rem;align-items:center}
 small{color:#555}#result{margin:1rem 0;padding:.8rem;white-space:pre-wrap}
-.ok{background:#e8f6e8}.error{background:#fbe9e9}pre{background:#f4f4f4;padding:.8rem}
+.ok{background:#e8f6e8}.error{background:#fbe9e9}
+table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}
 """
 
 
@@ -100,5 +133,5 @@ API docs: <a href="docs">/docs</a>.</p>
 {key_input}
 <button id="submit" type="submit">Predict</button></form>
 <div id="result" role="status"></div>
-<h2>Model</h2><pre id="model">loading...</pre>
+<h2>Model card</h2><div id="model">loading...</div>
 <script>{_SCRIPT}</script></body></html>"""

@@ -182,6 +182,12 @@ class ModelInfo(BaseModel):
     load_seconds: float
     backend: Literal["onnx", "sklearn"]
     backend_reason: str
+    # The model card's facts (absent for a version registered before they were recorded).
+    threshold: float | None = None
+    calibration: str | None = None
+    threshold_policy: str | None = None
+    intervals: dict[str, dict[str, float]] | None = None  # metric -> estimate, low, high (95%)
+    by_source: list[dict[str, Any]] | None = None  # per hospital on the test split
 
 
 def rows_to_matrix(rows: list[BaseModel]) -> np.ndarray:
