@@ -6,6 +6,9 @@ stratum (source), so a metric on a resample is a weighted metric with those coun
 sample weights. The known metrics have a vectorised form; any other sklearn metric
 function that takes `sample_weight` works through `Metric` (slower: one call per
 resample). Champion and challenger share the same count matrix: a paired bootstrap.
+
+Over 300 lines on purpose: one cohesive thing, the statistics of every reported figure and of
+the promotion gate, which must share one bootstrap and one set of metric definitions.
 """
 
 from __future__ import annotations

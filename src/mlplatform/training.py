@@ -6,6 +6,10 @@ The metric optimised is the spec's `optimise_metric` (F1); the others in `report
 reported. Each trial is a nested MLflow run under one parent run. The best configuration is
 refit on the whole training split and evaluated once on the test split. The model is one
 sklearn Pipeline (mlplatform.features) with all preprocessing inside.
+
+Over 300 lines on purpose: it is one thing, a model's way from search to registration (the
+pure fitting and scoring first, then the tracked steps the DAGs call), and the retraining
+reuses both halves. The statistics live in `evaluation`, calibration in `calibration`.
 """
 
 from __future__ import annotations
