@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_pipelines import task_log
 
 from mlplatform import registry
 from mlplatform.airflow_client import AirflowClient
@@ -35,7 +36,11 @@ def champion(stack: Settings) -> Any:
 def monitor(stack: Settings, window_hours: float) -> dict[str, Any]:
     client = AirflowClient(stack)
     run_id, state = client.trigger_and_wait("monitor", {"window_hours": window_hours}, timeout=900)
-    assert state == "success", client.task_states("monitor", run_id)
+    if state != "success":  # say why: the failed task's own log
+        tasks = client.task_states("monitor", run_id)
+        failed = [task for task, s in tasks.items() if s == "failed"]
+        logs = {task: task_log(stack, "monitor", run_id, task)[-3000:] for task in failed}
+        raise AssertionError(f"monitor run {state}: {tasks}\n{logs}")
     latest = DataStore(Lake(stack)).latest_monitoring()
     assert latest is not None
     return latest
