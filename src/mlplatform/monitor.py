@@ -42,7 +42,8 @@ INSUFFICIENT_REPORT = (
 def window_of(end: datetime, hours: float) -> tuple[datetime, datetime, str]:
     """[start, end) and the window's id: `<end, UTC, to the second>-<hours>h`. The end is kept
     exact: rounding it down would leave the newest predictions out of an on-demand run."""
-    end = end.astimezone(UTC)
+    # A plain UTC datetime: Airflow hands over a pendulum one, whose zone pandas drops.
+    end = datetime.fromtimestamp(end.timestamp(), UTC)
     return end - timedelta(hours=hours), end, f"{end:%Y-%m-%dT%H%M%SZ}-{hours:g}h"
 
 

@@ -77,3 +77,19 @@ def test_importing_monitoring_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_window_from_airflows_pendulum_time_compares_with_pandas_timestamps() -> None:
+    import pandas as pd
+    import pendulum
+
+    from mlplatform.monitor import window_of
+    from mlplatform.monitoring.summary import window_by_version
+
+    start, end, window_id = window_of(pendulum.datetime(2026, 11, 29, 23, 8, 34), 1)
+    log = pd.DataFrame(
+        {"timestamp": pd.to_datetime(["2026-11-29T22:30:00Z", "2026-11-29T21:00:00Z"], utc=True),
+         "model_version": ["7", "7"]}
+    )  # fmt: skip
+    assert {v: len(rows) for v, rows in window_by_version(log, start, end).items()} == {"7": 1}
+    assert window_id == "2026-11-29T230834Z-1h"
