@@ -182,7 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             f"at {rate:,.0f}/s), dropped {dropped:.0f}, drained after the load: {drained}",
             max_backlog <= backlog_bound and dropped == 0 and drained,
         ),
-        (f"logged rows: {logged:,} for {served:,} predictions served", logged == served),
+        # wrk stops counting with up to `concurrency` requests in flight; the service still
+        # answers and logs those, so up to that many more rows than counted are expected.
+        (
+            f"logged rows: {logged:,} for {served:,} predictions served "
+            f"(+ up to {args.concurrency} in flight when the load stopped)",
+            served <= logged <= served + args.concurrency,
+        ),
     ]
     print(
         f"\nsummary: {load_seconds:.0f} s at c={args.concurrency}, {served:,} predictions, "

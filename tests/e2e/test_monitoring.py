@@ -92,7 +92,7 @@ def test_too_little_traffic_is_insufficient_data_not_an_alarm(stack: Settings, c
     run = monitor(stack, window_hours=0.001)  # a few seconds: no prediction in it
     summary = champion_summary(run, champion)
     assert summary["status"] == "insufficient_data" and not run["degraded"]
-    assert summary["rows"] == 0
+    assert summary["rows"] < stack.MONITOR_MIN_ROWS  # the feedback test's one row, at most
 
 
 def _training_rows(stack: Settings, n: int, seed: int) -> Any:
