@@ -43,6 +43,12 @@ def test_the_model_carries_its_threshold_and_labels_follow_it(fitted, frames) ->
     assert decision_threshold(fitted.pipeline) == pytest.approx(fitted.threshold)
     proba = fitted.pipeline.predict_proba(x)[:, 1]
     np.testing.assert_array_equal(fitted.pipeline.predict(x), (proba >= fitted.threshold))
+    # The service's sklearn path labels from the probabilities it already has: the same labels.
+    from mlplatform.inference.predictors import SklearnPredictor
+
+    labels, served = SklearnPredictor(fitted.pipeline).predict(x.to_numpy(np.float64))
+    np.testing.assert_array_equal(labels, fitted.pipeline.predict(x))
+    np.testing.assert_allclose(served, proba)
     assert fitted.calibration.method in fitted.calibration.scores
     assert len(fitted.oof_proba) == len(frames["train"])
 

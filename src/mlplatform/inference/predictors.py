@@ -46,12 +46,17 @@ class SklearnPredictor:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
+        self.threshold = decision_threshold(pipeline)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Transform once, then the classifier's own predict: exactly Pipeline.predict's labels.
         transformed = self.pipeline[:-1].transform(pd.DataFrame(x, columns=list(FEATURES)))
         classifier = self.pipeline.steps[-1][1]
         proba = classifier.predict_proba(transformed)[:, list(classifier.classes_).index(1)]
+        if self.threshold is not None:
+            # FixedThresholdClassifier.predict is P >= threshold on these same probabilities:
+            # computed here, the (calibrated) model is not run a second time.
+            return (proba >= self.threshold).astype(np.int64), proba
         return classifier.predict(transformed).astype(np.int64), proba
 
 
