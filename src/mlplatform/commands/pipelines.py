@@ -79,6 +79,8 @@ def demo_step(settings: Settings) -> None:
 
 def retrain_demo_step(settings: Settings) -> None:
     """A new hospital's file arrives: ETL, then retraining starts by itself (Asset)."""
+    from collections import defaultdict
+
     from mlplatform import registry
     from mlplatform.airflow_client import AirflowClient
     from mlplatform.ingest import deliver, read_deliveries
@@ -104,7 +106,8 @@ def retrain_demo_step(settings: Settings) -> None:
     challenger = registry.get_alias(registry.CHALLENGER, settings)
     if challenger is not None:
         run = registry.configure(settings).get_run(challenger.tags[registry.TRAINING_RUN_TAG])
-        scores, metric = run.data.metrics, f"test_{SPEC.optimise_metric}"
+        metric = f"test_{SPEC.optimise_metric}"
+        scores = defaultdict(lambda: float("nan"), run.data.metrics)  # undefined: not logged
         print(
             f"on the same test split: champion {metric} {scores['champion_' + metric]:.3f}, "
             f"challenger (version {challenger.version}) {scores['challenger_' + metric]:.3f}; "
