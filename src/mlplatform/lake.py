@@ -27,11 +27,12 @@ def s3_client(settings: Settings, attempts: int = 3) -> Any:
     import boto3
     from botocore.config import Config
 
+    access_key, secret_key = settings.s3_credentials
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.MINIO_ACCESS_KEY,
-        aws_secret_access_key=settings.MINIO_SECRET_ACCESS_KEY,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=Config(
             signature_version="s3v4",

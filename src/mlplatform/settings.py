@@ -29,6 +29,7 @@ DEV_SECRETS: dict[str, str] = {
     "AIRFLOW_API_SECRET_KEY": "dev-api-secret-key-change-me-in-production",
     "MLFLOW_TRACKING_PASSWORD": "mlflow-dev-password",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "dev-flask-secret-change-me-in-production",
+    "SERVING_S3_SECRET_KEY": "serving-s3-dev-secret",
 }
 
 
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     MINIO_SECRET_ACCESS_KEY: str = DEV_SECRETS["MINIO_SECRET_ACCESS_KEY"]
     MLFLOW_BUCKET_NAME: str = "mlflow"
     DATA_REPO_BUCKET_NAME: str = "data"
+    # The prediction service's own S3 identity (mlplatform.s3_identities): it reads the data
+    # bucket and writes only its prediction log and feedback. S3_IDENTITY picks the keys a
+    # process signs with; the S3 server knows both identities.
+    S3_IDENTITY: Literal["platform", "serving"] = "platform"
+    SERVING_S3_ACCESS_KEY: str = "serving"
+    SERVING_S3_SECRET_KEY: str = DEV_SECRETS["SERVING_S3_SECRET_KEY"]
     # SeaweedFS needs eight more ports; they are allocated upward from this one.
     SEAWEEDFS_PORT_BASE: int = 19330
     S3_ENDPOINT_URL_OVERRIDE: str = Field(default="", alias="MLFLOW_S3_ENDPOINT_URL")
@@ -215,6 +222,13 @@ class Settings(BaseSettings):
         return f"http://{self.BIND_HOST}:{self.PROMETHEUS_PORT}"
 
     @property
+    def s3_credentials(self) -> tuple[str, str]:
+        """The access key and secret this process signs S3 requests with."""
+        if self.S3_IDENTITY == "serving":
+            return self.SERVING_S3_ACCESS_KEY, self.SERVING_S3_SECRET_KEY
+        return self.MINIO_ACCESS_KEY, self.MINIO_SECRET_ACCESS_KEY
+
+    @property
     def prediction_log_spill_dir(self) -> Path:
         return Path(self.PREDICTION_LOG_SPILL_OVERRIDE or self.STACK_DIR / "prediction-log-spill")
 
@@ -242,8 +256,8 @@ class Settings(BaseSettings):
         configure Airflow, MLflow and the S3 clients the same way.
         """
         return {
-            "AWS_ACCESS_KEY_ID": self.MINIO_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": self.MINIO_SECRET_ACCESS_KEY,
+            "AWS_ACCESS_KEY_ID": self.s3_credentials[0],
+            "AWS_SECRET_ACCESS_KEY": self.s3_credentials[1],
             "AWS_DEFAULT_REGION": "us-east-1",
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,

@@ -57,7 +57,9 @@ BASE_IMAGE_BINARIES = {
 # that may hold each one: nobody else gets it.
 SECRET_HOLDERS = {
     "PG_PASSWORD": {"postgres", "mlflow", "airflow-*"},
-    "MINIO_SECRET_ACCESS_KEY": {"minio", "lake-init", "mlflow", "fastapi", "airflow-*"},
+    "MINIO_SECRET_ACCESS_KEY": {"minio", "lake-init", "s3-identities", "mlflow", "airflow-*"},
+    # The prediction service's own S3 identity; the S3 server and MinIO's one-shot create it.
+    "SERVING_S3_SECRET_KEY": {"minio", "s3-identities", "fastapi"},
     "MLFLOW_TRACKING_PASSWORD": {"mlflow", "fastapi", "airflow-*"},
     "MLFLOW_FLASK_SERVER_SECRET_KEY": {"mlflow"},
     "AIRFLOW_JWT_SECRET": {"airflow-*"},
@@ -714,9 +716,9 @@ def test_each_service_gets_only_the_secrets_it_uses(backend: str) -> None:
         # Off command lines: they show in /proc and in `docker inspect`.
         for key in ("command", "entrypoint", "healthcheck"):
             assert not secrets_in(svc.get(key)), f"{backend}/{name}: a secret in its {key}"
-    # The prediction API holds no database or Airflow secret.
+    # The prediction API holds no database, Airflow or platform S3 secret.
     assert secrets_in(svcs["fastapi"]["environment"]) == {
-        "MINIO_SECRET_ACCESS_KEY",
+        "SERVING_S3_SECRET_KEY",
         "MLFLOW_TRACKING_PASSWORD",
         "PREDICTION_ID_KEY",
         "API_KEY",
@@ -877,7 +879,10 @@ def test_mlflow_runs_its_basic_auth_app_with_the_settings_login() -> None:
     assert any(Path(store).parent == Path(m["target"]) for m in mounts), store
     # Every client of MLflow logs in with the same settings.
     for name, other in services().items():
-        if "MLFLOW_TRACKING_URI" in other.get("environment", {}) and name != "lake-init":
+        if "MLFLOW_TRACKING_URI" in other.get("environment", {}) and name not in (
+            "lake-init",
+            "s3-identities",
+        ):
             assert other["environment"].get("MLFLOW_TRACKING_PASSWORD"), f"{name} has no login"
 
 

@@ -65,6 +65,7 @@ SECRETS = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "PREDICTION_ID_KEY",
+    "SERVING_S3_SECRET_KEY",
     "API_KEY",
 )
 REFUSED = r"PLATFORM_ENV=production refuses a dev-default, empty or short .* value of "

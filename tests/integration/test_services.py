@@ -94,6 +94,50 @@ def test_s3_refuses_a_wrong_key(stack: Settings) -> None:
     )
 
 
+def test_the_serving_identity_writes_only_its_own_prefixes(stack: Settings) -> None:
+    """The prediction service signs as its own S3 identity: it reads the data bucket and
+    publishes its log and feedback, and the S3 server refuses it everything else."""
+    from mlplatform import store
+
+    serving = stack.model_copy(update={"S3_IDENTITY": "serving"})
+    own = lake.Lake(serving, lake.s3_client(serving, attempts=1))
+    platform = lake.Lake(stack)
+    run = uuid.uuid4().hex
+    platform.put_atomic(f"tests/{run}/seen.txt", b"platform")
+    assert own.get(f"tests/{run}/seen.txt") == b"platform"
+    assert list(own.list(f"tests/{run}/")) == [f"tests/{run}/seen.txt"]
+    for prefix in (store.PREDICTION_LOG, store.FEEDBACK_RECEIVED):
+        key = f"{prefix}date=2000-01-01/{run}.parquet"
+        own.put_atomic(key, b"owned")  # through a temporary key, published by a copy
+        assert platform.get(key) == b"owned"
+        platform.delete(key)
+    for key in (f"tests/{run}/seen.txt", store.MANIFEST, f"{store.CLEAN}{run}.parquet"):
+        with pytest.raises(ClientError) as err:
+            own.put_atomic(key, b"not yours")
+        assert err.value.response["Error"]["Code"] == "AccessDenied", key
+    with pytest.raises(ClientError):
+        own.delete(f"tests/{run}/seen.txt")
+    assert platform.get(f"tests/{run}/seen.txt") == b"platform"
+    with pytest.raises(ClientError):
+        lake.s3_client(serving).create_bucket(Bucket=f"not-yours-{run[:8]}")
+
+
+def test_the_prediction_service_runs_as_the_serving_identity(stack: Settings) -> None:
+    from pathlib import Path
+
+    from mlplatform.localstack import stack_processes
+
+    identities = [
+        Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for pid in stack_processes(stack.STACK_DIR)
+        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert identities, "no prediction service process found"
+    assert all(b"S3_IDENTITY=serving" in env for env in identities)
+    config = stack.STACK_DIR / "s3" / "identities.json"
+    assert config.stat().st_mode & 0o077 == 0, "the S3 identities file is readable by others"
+
+
 def test_mlflow_logs_registers_and_serves_the_champion(stack: Settings) -> None:
     import mlflow
     from sklearn.linear_model import LogisticRegression

@@ -1,4 +1,5 @@
-"""Core subcommands: environment export, the local stack, its doctor, Airflow users, buckets."""
+"""Core subcommands: environment export, the local stack, its doctor, Airflow users, buckets,
+S3 identities."""
 
 from __future__ import annotations
 
@@ -81,6 +82,21 @@ def cmd_lake_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_s3_identities(args: argparse.Namespace) -> int:
+    from mlplatform import s3_identities
+
+    if args.format == "minio-apply":
+        s3_identities.apply_to_minio(get_settings())
+        print("the serving identity is in place on MinIO")
+        return 0
+    write = {
+        "seaweedfs": s3_identities.seaweedfs_config,
+        "minio-policy": s3_identities.minio_serving_policy,
+    }[args.format]
+    print(json.dumps(write(get_settings()), indent=2))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check what `make demo` and `make test` need; exit 1 if a required check fails."""
     from mlplatform.localstack import LocalStack, diagnose
@@ -110,3 +126,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_doctor)
     p = subparsers.add_parser("lake-init", help="create the buckets and seed the landing zone")
     p.set_defaults(func=cmd_lake_init)
+    p = subparsers.add_parser(
+        "s3-identities", help="the S3 server's identities: as JSON, or applied to MinIO"
+    )
+    p.add_argument("format", choices=["seaweedfs", "minio-policy", "minio-apply"])
+    p.set_defaults(func=cmd_s3_identities)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlplatform.localstack.prereqs import PG_OS_USER, ensure_postgres_user, postgres_binaries
-from mlplatform.localstack.services import Program
-from mlplatform.settings import Settings
+from mlplatform.localstack.services import Program, mlflow_auth_config
+from mlplatform.settings import REPO_ROOT, Settings
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,16 @@ def supervisord_config(stack: StackFiles, progs: list[Program], as_root: bool) -
     return "\n".join(lines) + "\n"
 
 
+def write_mlflow_auth_config(path: Path) -> None:
+    """Compose's basic-auth config (mlflow/basic_auth.ini), its users' database beside it."""
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "mlflow" / "basic_auth.ini")
+    config["mlflow"]["database_uri"] = f"sqlite:///{path.parent / 'mlflow-auth.db'}"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with path.open("w") as out:
+        config.write(out)
+
+
 def prepare_files(files: StackFiles, settings: Settings, programs: list[Program]) -> Path:
     """The folders (PostgreSQL's owned by its user when root), Prometheus's config, supervisord's."""
     for sub in ("logs", "tmp", "s3", "airflow"):
@@ -106,5 +117,7 @@ def prepare_files(files: StackFiles, settings: Settings, programs: list[Program]
         pg = postgres_binaries()
         if pg is not None and pg.source == "pgserver wheel":
             make_reachable(pg.bin_dir)
+    if auth := mlflow_auth_config(settings):
+        write_mlflow_auth_config(auth)
     files.conf.write_text(supervisord_config(files, programs, os.geteuid() == 0))
     return files.conf

@@ -129,6 +129,12 @@ def airflow_schema_current(s: Settings) -> bool:
     return bool(heads) and current == heads
 
 
+def mlflow_auth_config(s: Settings) -> Path | None:
+    """Where production's MLflow basic-auth config goes (compose always runs the auth app;
+    locally, dev and test skip it: each authenticated request costs a password hash)."""
+    return s.STACK_DIR / "mlflow" / "basic_auth.ini" if s.PLATFORM_ENV == "production" else None
+
+
 def programs(s: Settings) -> list[Program]:
     """The services compose runs too, each through its service folder's entrypoint."""
     sh = f"bash {REPO_ROOT}"
@@ -162,13 +168,16 @@ def programs(s: Settings) -> list[Program]:
             f"{sh}/mlflow/entrypoint.sh",
             after=("postgres",),
             health=lambda s: http_ok(f"{s.mlflow_tracking_uri}/health"),
+            env={"MLFLOW_AUTH_CONFIG_PATH": str(auth)} if (auth := mlflow_auth_config(s)) else {},
         ),
-        # It polls MLflow for the champion and answers /health without one.
+        # It polls MLflow for the champion and answers /health without one; it signs S3
+        # requests as its own identity, which writes only its log and feedback.
         Program(
             "fastapi",
             f"{sh}/fastapi/entrypoint.sh",
             after=("s3",),
             health=lambda s: http_ok(f"{s.fastapi_url}/health"),
+            env={"S3_IDENTITY": "serving"},
         ),
         *(
             Program(
