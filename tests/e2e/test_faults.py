@@ -251,6 +251,21 @@ def test_feedback_is_stored_under_feedback_received(stack, champion):
 # Dependencies frozen under load.
 
 
+def record_freeze(
+    service: str, load: Load, frozen_for: float, degraded_after: float, ready_after: float, **extra
+) -> None:
+    record(
+        f"{service} frozen (SIGSTOP) under load",
+        concurrency=LOAD_CONCURRENCY,
+        requests=len(load.answers),
+        failed=len(load.failures),
+        frozen_s=round(frozen_for, 1),
+        degraded_after_s=round(degraded_after, 1),
+        ready_after_thaw_s=round(ready_after, 1),
+        **extra,
+    )
+
+
 def test_mlflow_frozen_under_load_keeps_serving_and_readiness_follows(stack, champion):
     until(status_is(stack, "ready"), 120, "ready before the fault")
     with Load(stack.fastapi_url, LOAD_CONCURRENCY) as load:
@@ -265,15 +280,7 @@ def test_mlflow_frozen_under_load_keeps_serving_and_readiness_follows(stack, cha
         body = until(status_is(stack, "ready"), 120, "ready after MLflow is back")
         ready_after = time.monotonic() - thawed
         time.sleep(1)
-    record(
-        "MLflow frozen (SIGSTOP) under load",
-        concurrency=LOAD_CONCURRENCY,
-        requests=len(load.answers),
-        failed=len(load.failures),
-        frozen_s=round(frozen_for, 1),
-        degraded_after_s=round(degraded_after, 1),
-        ready_after_thaw_s=round(ready_after, 1),
-    )
+    record_freeze("MLflow", load, frozen_for, degraded_after, ready_after)
     assert not load.failures, load.failures[:5]
     assert body["model_version"] == champion
     # The watcher notices within a poll plus the MLflow client's timeout.
@@ -298,14 +305,12 @@ def test_s3_frozen_under_load_keeps_serving_and_no_logged_prediction_is_lost(sta
     served = load.ids
     missing = missing_from_log(stack, served, since, drain_timeout(stack))
     values = metrics(stack)
-    record(
-        "S3 frozen (SIGSTOP) under load",
-        concurrency=LOAD_CONCURRENCY,
-        requests=len(load.answers),
-        failed=len(load.failures),
-        frozen_s=round(frozen_for, 1),
-        degraded_after_s=round(degraded_after, 1),
-        ready_after_thaw_s=round(ready_after, 1),
+    record_freeze(
+        "S3",
+        load,
+        frozen_for,
+        degraded_after,
+        ready_after,
         backlog_while_frozen=int(backlog_frozen),
         log_rows_lost=len(missing),
     )
