@@ -138,7 +138,9 @@ class SparkUdfPredictor:
         frame = pd.DataFrame(x, columns=list(FEATURES))
         frame[ORDER] = np.arange(len(frame), dtype=np.int64)
         rows = self.spark.createDataFrame(frame)
-        scored = rows.select(ORDER, self.udf(F.struct(*FEATURES)).alias(PROBA)).toPandas()
+        scored: pd.DataFrame = rows.select(
+            ORDER, self.udf(F.struct(*FEATURES)).alias(PROBA)
+        ).toPandas()
         order = scored[ORDER].to_numpy()
         if not np.array_equal(np.sort(order), np.arange(len(frame))):
             raise RuntimeError("Spark returned a different set of rows than it was given")
@@ -189,4 +191,3 @@ def spark_model(
                 ),
                 card=card_from_tags(dict(version.tags or {})),
             )
-
