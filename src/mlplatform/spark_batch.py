@@ -70,6 +70,7 @@ def spark_session(settings: Settings, master: str | None = None) -> Iterator[Spa
         .appName("mlplatform-batch")
         .config("spark.driver.memory", settings.SPARK_DRIVER_MEMORY)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # task logs, not progress bars
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.driver.bindAddress", settings.BIND_HOST)
