@@ -9,7 +9,8 @@ engines score the same Parquet file through batch.py's reader, validation and ou
 as it is the same for both. In-process is `SklearnPredictor` (what BATCH_ENGINE=in-process
 runs), Spark is `SparkUdfPredictor` on `--master`: one Spark job per chunk through MLflow's
 spark_udf. The Spark session's start and one warm-up chunk are timed apart. Every round also
-checks that both give the same labels and bit-identical probabilities.
+checks the labels and how close the probabilities are (BLAS kernels may round the last bit
+differently on Spark's smaller Arrow batches).
 """
 
 from __future__ import annotations
@@ -109,12 +110,14 @@ def main() -> int:
                 t_local, labels, proba = score(data, local, chunk_rows)
                 t_spark, s_labels, s_proba = score(data, spark_predictor, chunk_rows)
                 flips = int((labels != s_labels).sum())
-                same = np.array_equal(proba, s_proba)
+                identical = float(np.mean(proba == s_proba))
+                most = float(np.max(np.abs(proba - s_proba) / np.maximum(proba, 1e-300)))
                 print(
                     f"round {i + 1}: in-process {args.rows / t_local:,.0f} rows/s "
                     f"({t_local:.1f} s), spark {args.rows / t_spark:,.0f} rows/s "
                     f"({t_spark:.1f} s); spark/in-process = {t_local / t_spark:.2f}; "
-                    f"label flips {flips}, probabilities identical: {same}"
+                    f"label flips {flips}; probabilities bit-identical for {identical:.1%} of "
+                    f"rows, largest relative difference {most:.1e}"
                 )
     return 0
 
