@@ -59,8 +59,15 @@ UDF_ENV = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
 @contextmanager
 def spark_session(settings: Settings, master: str | None = None) -> Iterator[SparkSession]:
     """A small Spark session (driver memory SPARK_DRIVER_MEMORY, no UI), stopped afterwards."""
+    import shutil
+
     from pyspark.sql import SparkSession
 
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise ConfigurationError(
+            "BATCH_ENGINE=spark needs Java 17 for Spark's driver: "
+            "apt-get install openjdk-17-jre-headless (or set JAVA_HOME)"
+        )
     master = master or settings.SPARK_MASTER_URL
     local = master.startswith("local")
     # The udf's Python workers run this interpreter (the platform's venv) in local mode.

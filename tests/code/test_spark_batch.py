@@ -22,7 +22,13 @@ from mlplatform.inference.predictors import (
     decision_threshold,
     threshold_labels,
 )
-from mlplatform.spark_batch import SparkUdfPredictor, skops_digest, verified_copy
+from mlplatform.settings import Settings
+from mlplatform.spark_batch import (
+    SparkUdfPredictor,
+    skops_digest,
+    spark_session,
+    verified_copy,
+)
 from mlplatform.synthetic import synthetic_features
 
 
@@ -71,3 +77,14 @@ def test_threshold_labels_are_the_in_process_predictors_labels():
     np.testing.assert_array_equal(threshold_labels(proba, 0.3), labels)
     frame = pd.DataFrame(x, columns=list(FEATURES))
     np.testing.assert_array_equal(labels, pipeline.predict(frame))
+
+
+def test_without_java_the_engine_says_what_to_install(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with (
+        pytest.raises(ConfigurationError, match="openjdk-17-jre-headless"),
+        spark_session(settings),
+    ):
+        pass
