@@ -22,7 +22,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.inference.contract import FEATURES, LABEL_NAMES, features_matrix, invalid_reasons
-from mlplatform.inference.loading import LoadedModel
+from mlplatform.inference.loading import LoadedModel, load_champion
+from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
 from mlplatform.store import ROW_ID, DataStore, batch_done_key, batch_output_prefix
 
@@ -238,6 +239,20 @@ def score_file(
     if lake.exists(key):
         lake.move(key, done_key)
     return result
+
+
+@contextmanager
+def batch_model(settings: Settings) -> Iterator[LoadedModel]:
+    """The champion as BATCH_ENGINE scores it: in this process (the registered sklearn
+    pipeline), or on Spark through MLflow's spark_udf (the session lives as long as the
+    context). Either way `score_file` writes the same output."""
+    if settings.BATCH_ENGINE == "spark":
+        from mlplatform.spark_batch import spark_model
+
+        with spark_model(settings) as model:
+            yield model
+    else:
+        yield load_champion(settings, fast=False)
 
 
 def run(store: DataStore, model_loader: Any, chunk_rows: int) -> list[FileResult]:

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     PREDICTION_LOG_SPILL_OVERRIDE: str = Field(default="", alias="PREDICTION_LOG_SPILL_DIR")
     # Rows per chunk when the batch job scores a file: bounds its memory.
     BATCH_CHUNK_ROWS: int = 50_000
+    # Who scores a batch file: this process ("in-process"), or Spark through MLflow's spark_udf
+    # ("spark": mlplatform.spark_batch) at SPARK_MASTER_URL, with a driver of this much memory.
+    BATCH_ENGINE: Literal["in-process", "spark"] = "in-process"
+    SPARK_MASTER_URL: str = "local[*]"
+    SPARK_DRIVER_MEMORY: str = "1g"
     # Signs prediction ids, so /feedback recognises the ids this platform issued (every replica
     # must share it).
     PREDICTION_ID_KEY: str = DEV_SECRETS["PREDICTION_ID_KEY"]

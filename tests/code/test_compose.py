@@ -34,7 +34,7 @@ VENV_BIN = Path(sys.executable).parent
 COMPOSE_BIN = VENV_BIN.parent / "lib/python3.11/site-packages/compose/docker-compose"
 SEAWEEDFS = "docker-compose.seaweedfs.yaml"
 BACKENDS = {"minio": ["docker-compose.yaml"], "seaweedfs": ["docker-compose.yaml", SEAWEEDFS]}
-PROFILES = ["all", "storage", "mlflow", "airflow", "serving", "monitoring"]
+PROFILES = ["all", "storage", "mlflow", "airflow", "serving", "monitoring", "spark"]
 APP_ROOT = "/opt/mlplatform/"  # where the Dockerfiles put the repository
 # The one image that installs the package; the other Python images start FROM it.
 PLATFORM_DOCKERFILE = REPO_ROOT / "platform" / "Dockerfile"
@@ -52,6 +52,7 @@ BASE_IMAGE_BINARIES = {
     "nginx": {"nginx", "wget"},  # alpine: busybox wget
     "prom/prometheus": {"prometheus", "promtool", "wget"},  # busybox base
     "grafana/grafana": {"grafana", "curl"},
+    "apache/spark": {"python3", "java", "bash"},  # the -python3 variants
 }
 # Every secret of `.env`, named here (not taken from the code under test), and the services
 # that may hold each one: nobody else gets it.
@@ -85,6 +86,7 @@ CONTAINER_VALUES = {
     "FASTAPI_PORT": "8800",
     "PROMETHEUS_PORT": "9090",
     "AIRFLOW_PUBLIC_URL": f"http://localhost:{DOTENV['AIRFLOW_PORT']}",
+    "SPARK_MASTER_URL": "spark://spark-master:7077",
 }
 # What the prediction service may need at shutdown to flush its log to a slow S3.
 PREDICTION_LOG_SHUTDOWN_SECONDS = 30
@@ -959,3 +961,26 @@ def test_prediction_service_may_flush_its_log_before_it_is_killed() -> None:
     seconds = int(m[1] or 0) * 60 + int(m[2] or 0)
     assert seconds > PREDICTION_LOG_SHUTDOWN_SECONDS
     assert seconds > float(DOTENV["PREDICTION_LOG_FLUSH_SECONDS"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spark_runs_pyspark_version_as_a_scalable_cluster(backend: str, tmp_path: Path) -> None:
+    """The spark profile: pinned master and worker images of the Spark version pyspark has in
+    uv.lock (driver and cluster must match), workers that scale, and the batch task pointed
+    at the master's service and port."""
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    pyspark = next(p["version"] for p in lock["package"] if p["name"] == "pyspark")
+    svcs = services(backend)
+    master, worker = svcs["spark-master"], svcs["spark-worker"]
+    for svc in (master, worker):
+        assert svc["image"].startswith(f"apache/spark:{pyspark}-"), svc["image"]
+        assert "spark" in svc["profiles"] and not svc.get("ports")
+    assert "container_name" not in worker
+    assert worker["command"][-1] == f"spark://spark-master:{master['command'][5]}"
+    scaled = tmp_path / "scale.yaml"
+    scaled.write_text("services:\n  spark-worker:\n    scale: 3\n")
+    result = compose("config", "-q", files=[*BACKENDS[backend], str(scaled)])
+    assert result.returncode == 0, result.stderr
+    url = svcs["airflow-worker"]["environment"]["SPARK_MASTER_URL"]
+    assert url == worker["command"][-1]
+    assert Settings(_env_file=None).SPARK_MASTER_URL.startswith("local")  # type: ignore[call-arg]

@@ -56,7 +56,7 @@ class SklearnPredictor:
         if self.threshold is not None:
             # FixedThresholdClassifier.predict is P >= threshold on these same probabilities:
             # computed here, the (calibrated) model is not run a second time.
-            return (proba >= self.threshold).astype(np.int64), proba
+            return threshold_labels(proba, self.threshold), proba
         return classifier.predict(transformed).astype(np.int64), proba
 
 
@@ -89,6 +89,12 @@ class OnnxPredictor:
             # sklearn compares float64 probabilities; comparing in float32 keeps ties exact.
             return (proba[:, 1] >= np.float32(self.threshold)).astype(np.int64), p
         return labels.astype(np.int64), p
+
+
+def threshold_labels(proba: np.ndarray, threshold: float) -> np.ndarray:
+    """The labels of float64 P(positive) at the model's decision threshold, as
+    FixedThresholdClassifier.predict gives them (every engine that has only P uses this)."""
+    return (proba >= threshold).astype(np.int64)
 
 
 def decision_threshold(pipeline: Pipeline) -> float | None:
