@@ -255,17 +255,21 @@ def batch_model(settings: Settings) -> Iterator[LoadedModel]:
         yield load_champion(settings, fast=False)
 
 
-def run(store: DataStore, model_loader: Any, chunk_rows: int) -> list[FileResult]:
-    """Score every pending file with the current champion (in-process; the DAG maps per file).
-    `model_loader` is called only when there is a file to score."""
+def run(store: DataStore, settings: Settings) -> list[FileResult]:
+    """Score every pending file with the current champion on BATCH_ENGINE, in one go (the DAG
+    maps one task per file). The model is loaded only when there is a file to score."""
     keys = store.pending_batch_files(SUFFIXES)
     if not keys:
         return []
     from mlplatform.progress import counter
 
-    model = model_loader()
     results = []
-    for key in keys:
-        with counter(f"scoring {key}") as progress:
-            results.append(score_file(key, model, store, chunk_rows, on_chunk=progress.advance))
+    with batch_model(settings) as model:
+        for key in keys:
+            with counter(f"scoring {key}") as progress:
+                results.append(
+                    score_file(
+                        key, model, store, settings.BATCH_CHUNK_ROWS, on_chunk=progress.advance
+                    )
+                )
     return results

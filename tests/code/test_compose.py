@@ -52,7 +52,6 @@ BASE_IMAGE_BINARIES = {
     "nginx": {"nginx", "wget"},  # alpine: busybox wget
     "prom/prometheus": {"prometheus", "promtool", "wget"},  # busybox base
     "grafana/grafana": {"grafana", "curl"},
-    "apache/spark": {"python3", "java", "bash"},  # the -python3 variants
 }
 # Every secret of `.env`, named here (not taken from the code under test), and the services
 # that may hold each one: nobody else gets it.
@@ -580,10 +579,14 @@ def test_compose_runs_the_local_stack_entrypoints() -> None:
         assert script in local_scripts, f"{where} runs {script}, which the local stack does not"
         assert (REPO_ROOT / script).is_file()
     assert composed["minio", "airflow-worker"] == ("airflow/entrypoint.sh", ["worker"])
-    # Every service of a package image runs a local-stack script or the package CLI.
+    # Every service of a package image runs a local-stack script or the package CLI; the spark
+    # profile runs pyspark's own launcher (natively Spark runs in-process, as local[*]).
     for backend, name, svc in all_services():
         if installs_package(build_chain(svc, services(backend))):
-            assert runs_package(svc), f"{backend}/{name} runs neither an entrypoint nor mlplatform"
+            spark = name.startswith("spark-") and svc["command"][0] == "spark-class"
+            assert runs_package(svc) or spark, (
+                f"{backend}/{name} runs neither an entrypoint nor mlplatform"
+            )
 
 
 def test_postgres_runs_the_local_stack_init_script() -> None:
@@ -965,16 +968,20 @@ def test_prediction_service_may_flush_its_log_before_it_is_killed() -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_spark_runs_pyspark_version_as_a_scalable_cluster(backend: str, tmp_path: Path) -> None:
-    """The spark profile: pinned master and worker images of the Spark version pyspark has in
-    uv.lock (driver and cluster must match), workers that scale, and the batch task pointed
-    at the master's service and port."""
+    """The spark profile: master and workers run pyspark's own Spark from the platform image,
+    so driver and cluster share the Spark version of uv.lock and the udf workers have the
+    driver's Python packages; workers scale, and the batch task points at the master."""
     lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
-    pyspark = next(p["version"] for p in lock["package"] if p["name"] == "pyspark")
+    assert any(p["name"] == "pyspark" for p in lock["package"])
     svcs = services(backend)
     master, worker = svcs["spark-master"], svcs["spark-worker"]
     for svc in (master, worker):
-        assert svc["image"].startswith(f"apache/spark:{pyspark}-"), svc["image"]
+        assert svc["image"] == svcs["lake-init"]["image"], svc["image"]
+        assert svc["build"]["dockerfile"] == "platform/Dockerfile"
+        assert svc["command"][0] == "spark-class"
         assert "spark" in svc["profiles"] and not svc.get("ports")
+    dockerfile_text = (REPO_ROOT / "platform" / "Dockerfile").read_text()
+    assert re.search(r"apt-get install .*openjdk-17-jre-headless", dockerfile_text)
     assert "container_name" not in worker
     assert worker["command"][-1] == f"spark://spark-master:{master['command'][5]}"
     scaled = tmp_path / "scale.yaml"

@@ -125,15 +125,12 @@ def test_the_serving_identity_writes_only_its_own_prefixes(stack: Settings) -> N
 def test_the_prediction_service_runs_as_the_serving_identity(stack: Settings) -> None:
     from pathlib import Path
 
-    from mlplatform.localstack import stack_processes
+    from mlplatform.localstack import LocalStack
 
-    identities = [
-        Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        for pid in stack_processes(stack.STACK_DIR)
-        if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert identities, "no prediction service process found"
-    assert all(b"S3_IDENTITY=serving" in env for env in identities)
+    pid = next(pid for name, _, pid, _ in LocalStack(stack).status() if name == "fastapi")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"S3_IDENTITY=serving" in environ
+    assert f"SERVING_S3_ACCESS_KEY={stack.SERVING_S3_ACCESS_KEY}".encode() in environ
     config = stack.STACK_DIR / "s3" / "identities.json"
     assert config.stat().st_mode & 0o077 == 0, "the S3 identities file is readable by others"
 

@@ -125,12 +125,11 @@ def cmd_batch_drop(args: argparse.Namespace) -> int:
 
 def cmd_batch_run(args: argparse.Namespace) -> int:
     from mlplatform.batch import run
-    from mlplatform.inference.loading import load_champion
     from mlplatform.lake import Lake
     from mlplatform.store import DataStore
 
     s = get_settings()
-    results = run(DataStore(Lake(s)), lambda: load_champion(s, fast=False), s.BATCH_CHUNK_ROWS)
+    results = run(DataStore(Lake(s)), s)
     for result in results:
         print(
             f"{result.input_key}: {result.scored} scored, {result.rejected} rejected -> "
@@ -152,6 +151,6 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=cmd_batch_drop)
     p = subparsers.add_parser(
-        "batch-run", help="score batch/incoming/ in this process (the DAG's logic)"
+        "batch-run", help="score batch/incoming/ now, on BATCH_ENGINE (the DAG's logic)"
     )
     p.set_defaults(func=cmd_batch_run)
