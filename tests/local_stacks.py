@@ -34,6 +34,9 @@ def temporary_stack(
         get_settings.cache_clear()
         settings = get_settings()
     else:
+        # Its own Airflow home: the session's environment names a throwaway one for in-process
+        # Airflow imports (tests/conftest.py), which the session's stack uses.
+        values.setdefault("AIRFLOW_HOME", str(state_dir / "airflow"))
         settings = Settings(**values)  # type: ignore[arg-type]
     local = LocalStack(settings)
     try:

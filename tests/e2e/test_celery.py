@@ -116,6 +116,7 @@ def test_etl_and_train_succeed_and_two_runs_share_the_two_workers(celery_stack: 
     ran = [ti for ti in etl + train + smoke if ti["state"] == "success"]
     # Every task ran on a Celery worker of this stack, and both workers took tasks.
     assert {ti["hostname"] for ti in ran} == nodes, sorted({ti["hostname"] for ti in ran})
+    print()
     for ti in ran:
         print(f"{ti['dag_id']}.{ti['task_id']:24s} {ti['duration']:6.1f} s on {ti['hostname']}")
 
