@@ -10,6 +10,12 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 RUN := $(UV) run --frozen
 # Only from the command line (`make test PYTEST_ARGS=...`), never silently from the environment.
 PYTEST_ARGS :=
+# EXECUTOR=celery|local (command line only): Airflow's executor for this one command, e.g.
+# `make local EXECUTOR=celery` (a broker and AIRFLOW_WORKERS Celery workers). Default: .env's.
+EXECUTOR :=
+EXECUTOR_celery := CeleryExecutor
+EXECUTOR_local := LocalExecutor
+WITH_EXECUTOR = $(if $(EXECUTOR),AIRFLOW_EXECUTOR=$(or $(EXECUTOR_$(EXECUTOR)),$(error EXECUTOR=$(EXECUTOR): use celery or local)))
 
 ##@ Getting started
 help: ## List every target with its description
@@ -23,12 +29,12 @@ $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 
-doctor: install ## Check prerequisites, ports, memory and disk, and say what to fix
-	$(RUN) mlplatform doctor
+doctor: install ## Check prerequisites, ports, memory and disk, and say what to fix (EXECUTOR=celery too)
+	$(WITH_EXECUTOR) $(RUN) mlplatform doctor
 
 ##@ Local stack (native processes, no Docker)
-local: install ## Start every service on 127.0.0.1 and print the URLs
-	$(RUN) mlplatform local up
+local: install ## Start every service on 127.0.0.1 and print the URLs (EXECUTOR=celery: Celery workers)
+	$(WITH_EXECUTOR) $(RUN) mlplatform local up
 
 local-down: ## Stop every service of the local stack
 	$(RUN) mlplatform local down
@@ -37,7 +43,7 @@ local-status: ## Show each service's state and health
 	$(RUN) mlplatform local status
 
 demo: install ## Start the local stack if needed and run the platform's whole loop
-	$(RUN) mlplatform demo
+	$(WITH_EXECUTOR) $(RUN) mlplatform demo
 
 ##@ Pipelines
 SOURCE ?= hungarian

@@ -21,6 +21,14 @@ case "$component" in
   scheduler) exec airflow scheduler --skip-serve-logs ;;
   triggerer) exec airflow triggerer --skip-serve-logs ;;
   dag-processor) exec airflow dag-processor ;;
-  worker) exec airflow celery worker ;;
+  # Compose: one worker per container. The local stack runs several on one machine and names
+  # each (AIRFLOW_WORKER_NAME, its Celery node name); they skip the log server, which would bind
+  # 0.0.0.0 on one shared port: the api-server reads their logs from the shared folder.
+  worker)
+    if [ -n "${AIRFLOW_WORKER_NAME:-}" ]; then
+      exec airflow celery worker --celery-hostname "$AIRFLOW_WORKER_NAME" --skip-serve-logs
+    fi
+    exec airflow celery worker
+    ;;
   *) echo "unknown Airflow component: $component" >&2; exit 2 ;;
 esac

@@ -8,9 +8,7 @@ Set MLPLATFORM_TEST_STACK=reuse to run against the stack `make local` started.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +40,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (LAYERS.index(_layer(item)), _e2e_rank(item)))
 
 
-E2E_ORDER = ("test_pipelines", "test_serving_e2e", "test_ui_journeys", "test_monitoring")
+# test_celery right after the pipelines: its own second stack, stopped before the faults run.
+E2E_ORDER = (
+    "test_pipelines",
+    "test_celery",
+    "test_serving_e2e",
+    "test_ui_journeys",
+    "test_monitoring",
+)
 
 
 def _e2e_rank(item: pytest.Item) -> int:
@@ -58,8 +63,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[object]:
-    from mlplatform.localstack import LocalStack, free_ports
-    from mlplatform.settings import Settings, get_settings
+    from local_stacks import temporary_stack
+
+    from mlplatform.localstack import LocalStack
+    from mlplatform.settings import Settings
 
     if os.environ.get("MLPLATFORM_TEST_STACK") == "reuse":
         settings = Settings()
@@ -70,31 +77,5 @@ def stack() -> Iterator[object]:
         yield settings
         return
 
-    state_dir = Path(tempfile.mkdtemp(prefix="mlplatform-stack-"))
-    overrides = {key: str(value) for key, value in free_ports().items()}
-    overrides.update({"STACK_DIR": str(state_dir), "PLATFORM_ENV": "test"})
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
-    get_settings.cache_clear()
-    settings = get_settings()
-    local = LocalStack(settings)
-    try:
-        started = time.monotonic()
-        local.up(timeout=900, quiet=True)  # generous: CI machines may be busy
-        START_REPORT.append(
-            f"local stack healthy after {time.monotonic() - started:.0f} s; " + local.phase_report()
-        )
+    with temporary_stack(export=True, report=START_REPORT) as settings:
         yield settings
-    finally:
-        orphans = local.down()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
-        if os.environ.get("MLPLATFORM_KEEP_STACK_DIR"):
-            print(f"stack state kept in {state_dir}")
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
-        assert not orphans, f"processes outlived the stack's shutdown: {orphans}"

@@ -104,11 +104,24 @@ class Settings(BaseSettings):
     AIRFLOW_FERNET_KEY: str = DEV_SECRETS["AIRFLOW_FERNET_KEY"]
     # [api] secret_key signs the log servers' tokens: one value for every Airflow process.
     AIRFLOW_API_SECRET_KEY: str = DEV_SECRETS["AIRFLOW_API_SECRET_KEY"]
+    # LocalExecutor (the scheduler runs the tasks) or CeleryExecutor (workers take them from a
+    # broker: `make local EXECUTOR=celery`; compose always runs Celery).
     AIRFLOW_EXECUTOR: str = "LocalExecutor"
-    AIRFLOW_PARALLELISM: int = 2
+    # Celery workers: the local stack starts this many, compose this many airflow-worker
+    # replicas (`--scale airflow-worker=N` needs AIRFLOW_WORKERS=N too: parallelism counts them).
+    AIRFLOW_WORKERS: int = Field(default=2, ge=1)
+    # Task slots per Celery worker, and of the LocalExecutor; each running task is a process
+    # of about 250 MB.
+    AIRFLOW_WORKER_CONCURRENCY: int = Field(default=2, ge=1)
+    # Tasks running at once in the whole deployment; 0 derives it from the workers' slots.
+    AIRFLOW_PARALLELISM: int = Field(default=0, ge=0)
     AIRFLOW_HOME_OVERRIDE: str = Field(default="", alias="AIRFLOW_HOME")
     AIRFLOW_DAGS_FOLDER: Path = REPO_ROOT / "airflow" / "dags"
-    CELERY_BROKER_URL: str = "redis://valkey:6379/0"
+    # The Celery broker, Redis protocol: Debian's redis-server in the local stack, Valkey in
+    # compose. CELERY_BROKER_URL replaces the URL made from these (e.g. a managed one).
+    CELERY_BROKER_HOST: str = "127.0.0.1"
+    CELERY_BROKER_PORT: int = 6379
+    CELERY_BROKER_URL_OVERRIDE: str = Field(default="", alias="CELERY_BROKER_URL")
 
     # Data and training pipelines.
     # The UCI files the landing zone is seeded from (shipped in the repo, CC BY 4.0).
@@ -226,6 +239,27 @@ class Settings(BaseSettings):
     def prometheus_url(self) -> str:
         return f"http://{self.BIND_HOST}:{self.PROMETHEUS_PORT}"
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def celery_broker_url(self) -> str:
+        return (
+            self.CELERY_BROKER_URL_OVERRIDE
+            or f"redis://{self.CELERY_BROKER_HOST}:{self.CELERY_BROKER_PORT}/0"
+        )
+
+    @property
+    def celery(self) -> bool:
+        """Whether Airflow runs the CeleryExecutor (by its short name or its class path)."""
+        return self.AIRFLOW_EXECUTOR.rsplit(".", 1)[-1] == "CeleryExecutor"
+
+    @property
+    def airflow_parallelism(self) -> int:
+        """AIRFLOW_PARALLELISM, or when 0 every slot there is: workers x slots with Celery, the
+        LocalExecutor's slots otherwise. A fixed 2 would leave added workers idle."""
+        if self.AIRFLOW_PARALLELISM:
+            return self.AIRFLOW_PARALLELISM
+        return (self.AIRFLOW_WORKERS if self.celery else 1) * self.AIRFLOW_WORKER_CONCURRENCY
+
     @property
     def s3_credentials(self) -> tuple[str, str]:
         """The access key and secret this process signs S3 requests with."""
@@ -275,7 +309,7 @@ class Settings(BaseSettings):
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.AIRFLOW_DAGS_FOLDER),
             "AIRFLOW__CORE__EXECUTOR": self.AIRFLOW_EXECUTOR,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": str(self.AIRFLOW_PARALLELISM),
+            "AIRFLOW__CORE__PARALLELISM": str(self.airflow_parallelism),
             # New DAGs run without a click: the retraining DAG must react to assets.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": self.AIRFLOW_FERNET_KEY,
@@ -293,8 +327,9 @@ class Settings(BaseSettings):
             "AIRFLOW__API__SECRET_KEY": self.AIRFLOW_API_SECRET_KEY,
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": self.BIND_HOST,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-            "AIRFLOW__CELERY__BROKER_URL": self.CELERY_BROKER_URL,
+            "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.airflow_db_url,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.AIRFLOW_WORKER_CONCURRENCY),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "8793",
         }
 

@@ -86,6 +86,9 @@ CONTAINER_VALUES = {
     "PROMETHEUS_PORT": "9090",
     "AIRFLOW_PUBLIC_URL": f"http://localhost:{DOTENV['AIRFLOW_PORT']}",
     "SPARK_MASTER_URL": "spark://spark-master:7077",
+    # Compose always runs Celery, with Valkey on its own network.
+    "AIRFLOW_EXECUTOR": "CeleryExecutor",
+    "CELERY_BROKER_PORT": "6379",
 }
 # What the prediction service may need at shutdown to flush its log to a slow S3.
 PREDICTION_LOG_SHUTDOWN_SECONDS = 30
@@ -539,12 +542,22 @@ def test_the_worker_can_be_scaled(backend: str, tmp_path: Path) -> None:
     assert "container_name" not in worker and not worker.get("ports")
     assert worker["environment"]["SERVICE_SECRETS"]
     assert worker["environment"]["AIRFLOW_EXECUTOR"] == "CeleryExecutor"
-    # What `up --scale airflow-worker=3` asks of the project; compose rejects, e.g., a
-    # container_name with it.
+    # What `up --scale airflow-worker=3` asks of the project (it sets deploy.replicas); compose
+    # rejects, e.g., a container_name with it.
     scaled = tmp_path / "scale.yaml"
-    scaled.write_text("services:\n  airflow-worker:\n    scale: 3\n")
+    scaled.write_text("services:\n  airflow-worker:\n    deploy:\n      replicas: 3\n")
     result = compose("config", "-q", files=[*BACKENDS[backend], str(scaled)])
     assert result.returncode == 0, result.stderr
+    # AIRFLOW_WORKERS=3 scales the workers and the parallelism the scheduler derives together.
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "".join(f"{k}={v}\n" for k, v in {**DOTENV, "AIRFLOW_WORKERS": "3"}.items())
+    )
+    result = compose("config", "--format", "json", files=BACKENDS[backend], env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    svcs = json.loads(result.stdout)["services"]
+    assert svcs["airflow-worker"]["deploy"]["replicas"] == 3
+    assert svcs["airflow-scheduler"]["environment"]["AIRFLOW_WORKERS"] == "3"
     # An init process as PID 1 reaps the worker's task subprocesses.
     assert all(s.get("init") for n, s in services(backend).items() if n.startswith("airflow-"))
 
@@ -647,8 +660,17 @@ def test_every_setting_reaches_the_services(backend: str, monkeypatch: pytest.Mo
         assert s.mlflow_tracking_uri == f"http://{s.MLFLOW_HOST}:{s.MLFLOW_PORT}"
         assert f"{s.MLFLOW_HOST}:{s.MLFLOW_PORT}" in s.MLFLOW_ALLOWED_HOSTS.split(",")
         assert s.AIRFLOW_EXECUTOR == "CeleryExecutor"
-        assert re.fullmatch(r"redis://(\w+):6379/0", s.CELERY_BROKER_URL)
-        assert s.CELERY_BROKER_URL.split("/")[2].split(":")[0] in svcs
+        assert s.celery_broker_url == "redis://valkey:6379/0" and "valkey" in svcs
+        assert derived["AIRFLOW__CELERY__BROKER_URL"] == s.celery_broker_url
+        # One derivation for both deployments: every slot of every worker replica.
+        replicas = svcs["airflow-worker"]["deploy"]["replicas"]
+        assert replicas == s.AIRFLOW_WORKERS == int(DOTENV["AIRFLOW_WORKERS"])
+        assert derived["AIRFLOW__CORE__PARALLELISM"] == str(
+            replicas * int(DOTENV["AIRFLOW_WORKER_CONCURRENCY"])
+        )
+        assert (
+            derived["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == DOTENV["AIRFLOW_WORKER_CONCURRENCY"]
+        )
         assert (
             derived["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
             == "http://airflow-apiserver:8080/execution/"

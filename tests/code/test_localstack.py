@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
+import re
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,14 +23,22 @@ from mlplatform.localstack import (
     find_postgres,
     free_ports,
     ports,
+    prereqs,
     programs,
     stack_processes,
     stack_programs,
 )
+from mlplatform.localstack.environment import HOSTNAME_CALLABLE
 from mlplatform.localstack.files import StackFiles, supervisord_config
 from mlplatform.localstack.prereqs import PG_TOOLS, PgBinaries, pgserver_bin_dir
 from mlplatform.localstack.prometheus import localize, write_local_config
-from mlplatform.localstack.services import migration_heads, optional_programs
+from mlplatform.localstack.services import (
+    BROKER,
+    migration_heads,
+    optional_programs,
+    worker_nodename,
+)
+from mlplatform.localstack.supervisor import executor_mismatch
 from mlplatform.settings import REPO_ROOT, Settings
 
 
@@ -82,7 +94,7 @@ def test_orphans_are_found_by_working_directory(tmp_path: Path) -> None:
 
 
 def test_every_program_runs_an_entrypoint_of_its_service_folder(tmp_path: Path) -> None:
-    for program in programs(_settings(tmp_path)):
+    for program in programs(_settings(tmp_path, AIRFLOW_EXECUTOR="CeleryExecutor")):
         script = Path(program.command.split()[1])
         assert script.is_file() and os.access(script, os.X_OK), program
         assert script.parent.parent == REPO_ROOT
@@ -92,7 +104,7 @@ def test_every_program_runs_an_entrypoint_of_its_service_folder(tmp_path: Path) 
 def test_free_ports_are_distinct_including_derived_ranges(tmp_path: Path) -> None:
     for seed in range(20):
         allocated = free_ports(low=20000, high=20400, rng=random.Random(seed))
-        settings = _settings(tmp_path, **allocated)
+        settings = _settings(tmp_path, **allocated, AIRFLOW_EXECUTOR="CeleryExecutor")
         used = list(ports(settings, prometheus=True).values())
         assert len(used) == len(set(used)), (seed, sorted(used))
         assert set(allocated) <= {n.split(" ")[0] for n in ports(settings, prometheus=True)}
@@ -173,13 +185,100 @@ def test_airflows_own_migrations_have_one_head() -> None:
     assert len(migration_heads(versions)) == 1
 
 
-def test_every_dependency_names_a_program_and_the_order_has_no_cycle(tmp_path: Path) -> None:
-    progs = {p.name: p for p in stack_programs(_settings(tmp_path))}
+@pytest.mark.parametrize("executor", ["LocalExecutor", "CeleryExecutor"])
+def test_every_dependency_names_a_program_and_the_order_has_no_cycle(
+    tmp_path: Path, executor: str
+) -> None:
+    progs = {p.name: p for p in stack_programs(_settings(tmp_path, AIRFLOW_EXECUTOR=executor))}
     done: set[str] = set()
     while len(done) < len(progs):
         ready = {n for n, p in progs.items() if n not in done and set(p.after) <= done}
         assert ready, f"a dependency cycle or an unknown name among {set(progs) - done}"
         done |= ready
+
+
+def test_celery_adds_the_broker_and_named_workers_only_with_its_executor(tmp_path: Path) -> None:
+    local = {p.name for p in stack_programs(_settings(tmp_path))}
+    assert not {n for n in local if n == BROKER or n.startswith("airflow-worker")}
+    assert "CELERY_BROKER_PORT" not in ports(_settings(tmp_path))  # a busy 6379 is no matter
+    s = _settings(tmp_path, AIRFLOW_EXECUTOR="CeleryExecutor", AIRFLOW_WORKERS=3)
+    progs = {p.name: p for p in stack_programs(s)}
+    workers = [progs[f"airflow-worker-{i}"] for i in (1, 2, 3)]
+    assert "airflow-worker-4" not in progs and ports(s)["CELERY_BROKER_PORT"] == 6379
+    names = {w.env["AIRFLOW_WORKER_NAME"] for w in workers}
+    assert len(names) == 3 and all(re.fullmatch(r"airflow-worker-\d@[\w.-]+", n) for n in names)
+    for w in workers:
+        assert BROKER in w.after and "airflow-init" in w.after
+        assert w.env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == HOSTNAME_CALLABLE
+    assert BROKER in progs["airflow-scheduler"].after
+    # Loopback only, in STACK_DIR, no persistence, on its own port.
+    broker = shlex.split(progs[BROKER].command)
+    options = dict(zip(broker[1::2], broker[2::2], strict=True))
+    assert options["--bind"] == "127.0.0.1" and options["--port"] == "6379"
+    assert options["--dir"] == str(tmp_path / "broker")
+    assert options["--save"] == "" and options["--appendonly"] == "no"
+    # supervisord hands each worker its name (the entrypoint's --celery-hostname).
+    conf = supervisord_config(StackFiles(tmp_path), list(progs.values()), as_root=False)
+    section = conf.split("[program:airflow-worker-2]")[1].split("[program:")[0]
+    assert f'AIRFLOW_WORKER_NAME="{worker_nodename(2)}"' in section
+
+
+def test_the_task_hostname_is_the_workers_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, _, function = HOSTNAME_CALLABLE.rpartition(".")
+    callable_ = getattr(importlib.import_module(module), function)
+    monkeypatch.setenv("AIRFLOW_WORKER_NAME", "airflow-worker-2@host")
+    assert callable_() == "airflow-worker-2@host"
+    monkeypatch.delenv("AIRFLOW_WORKER_NAME")
+    assert callable_() == socket.getfqdn()
+
+
+def test_the_worker_entrypoint_names_the_worker_and_skips_the_log_server() -> None:
+    """Several workers on one machine: each its own node name, none binds 0.0.0.0:8793."""
+    script = (REPO_ROOT / "airflow" / "entrypoint.sh").read_text()
+    case = script.split("  worker)")[1].split(";;")[0]
+    assert (
+        'exec airflow celery worker --celery-hostname "$AIRFLOW_WORKER_NAME" --skip-serve-logs'
+        in case
+    )
+
+
+def test_a_stack_running_another_executor_is_named_not_half_started(tmp_path: Path) -> None:
+    celery = stack_programs(_settings(tmp_path, AIRFLOW_EXECUTOR="CeleryExecutor"))
+    local = stack_programs(_settings(tmp_path))
+    assert executor_mismatch(celery, {p.name for p in celery}) is None
+    assert executor_mismatch(local, {p.name for p in local}) is None
+    problem = executor_mismatch(celery, {p.name for p in local})
+    assert problem and "make local-down" in problem and "airflow-worker-1" in problem
+    assert executor_mismatch(local, {p.name for p in celery})
+    three = stack_programs(
+        _settings(tmp_path, AIRFLOW_EXECUTOR="CeleryExecutor", AIRFLOW_WORKERS=3)
+    )
+    assert executor_mismatch(three, {p.name for p in celery})
+    # `local status` without EXECUTOR=celery still reports the workers a Celery stack runs.
+    stack = LocalStack(_settings(tmp_path))
+    shown = {p.name for p in stack.running_programs({p.name for p in three})}
+    assert {"airflow-worker-3", BROKER} <= shown
+
+
+def test_a_missing_broker_is_named_only_for_celery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prereqs, "broker_binary", lambda: None)
+    celery = _settings(tmp_path, **free_ports(), AIRFLOW_EXECUTOR="CeleryExecutor")
+    with pytest.raises(PlatformError, match="apt-get install -y redis-server"):
+        check_prerequisites(celery)
+    check_prerequisites(_settings(tmp_path, **free_ports()))
+    for settings, required in ((celery, True), (_settings(tmp_path, **free_ports()), False)):
+        check = next(c for c in diagnose(settings, False) if c.what.startswith("redis-server"))
+        assert not check.ok and check.required is required and "redis-server" in check.fix
+
+
+def test_the_broker_and_worker_checks_fail_without_a_broker(tmp_path: Path) -> None:
+    s = _settings(tmp_path, **free_ports(), AIRFLOW_EXECUTOR="CeleryExecutor")
+    progs = {p.name: p for p in stack_programs(s)}
+    for name in (BROKER, "airflow-worker-1"):
+        health = progs[name].health
+        assert health is not None and health(s) is False
 
 
 def test_prometheus_is_optional(tmp_path: Path) -> None:
@@ -260,3 +359,14 @@ def test_the_doctor_passes_with_free_ports(tmp_path: Path) -> None:
     checks = diagnose(_settings(tmp_path, **free_ports()), stack_running=False)
     failed = [c for c in checks if c.required and not c.ok]
     assert not failed, failed
+
+
+def test_the_celery_executor_imports_with_the_locked_celery() -> None:
+    """celery 5.7 broke the provider's import (celery.backends.database.retry): every Celery
+    worker died at start, in compose too. Checked here without a stack."""
+    code = "import airflow.providers.celery.executors.celery_executor"
+    env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -23,6 +23,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [
         *Settings.model_fields,
         "MLFLOW_TRACKING_URI",
+        "CELERY_BROKER_URL",
         "MLFLOW_S3_ENDPOINT_URL",
         "AIRFLOW_HOME",
     ]:
@@ -144,3 +145,39 @@ def test_service_env_configures_airflow_and_mlflow_from_the_settings(
     assert env["MLFLOW_BACKEND_STORE_URI"].endswith(":6543/mlflow_db")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8181/execution/"
     assert env["AWS_SECRET_ACCESS_KEY"] == DEV_SECRETS["MINIO_SECRET_ACCESS_KEY"]
+
+
+def test_parallelism_is_every_slot_of_every_worker_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clean_env(monkeypatch)
+    local = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert not local.celery and local.airflow_parallelism == local.AIRFLOW_WORKER_CONCURRENCY == 2
+    monkeypatch.setenv("AIRFLOW_EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW_WORKERS", "3")
+    celery = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert celery.celery and celery.service_env()["AIRFLOW__CORE__PARALLELISM"] == "6"
+    monkeypatch.setenv("AIRFLOW_WORKER_CONCURRENCY", "4")
+    assert Settings(_env_file=None).airflow_parallelism == 12  # type: ignore[call-arg]
+    monkeypatch.setenv("AIRFLOW_PARALLELISM", "5")  # set: taken as it is
+    assert Settings(_env_file=None).service_env()["AIRFLOW__CORE__PARALLELISM"] == "5"  # type: ignore[call-arg]
+    monkeypatch.setenv(
+        "AIRFLOW_EXECUTOR", "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
+    )
+    assert Settings(_env_file=None).celery  # type: ignore[call-arg]
+    monkeypatch.setenv("AIRFLOW_WORKERS", "0")
+    with pytest.raises(ValueError, match="AIRFLOW_WORKERS"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_broker_url_comes_from_host_and_port_or_the_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("CELERY_BROKER_PORT", "16379")
+    env = Settings(_env_file=None).service_env()  # type: ignore[call-arg]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:16379/0"
+    monkeypatch.setenv("CELERY_BROKER_URL", "rediss://broker.example:6380/2")
+    env = Settings(_env_file=None).service_env()  # type: ignore[call-arg]
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "rediss://broker.example:6380/2"
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "2"

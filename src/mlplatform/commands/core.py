@@ -35,6 +35,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         print("the local stack is stopped" + (f" (killed orphans: {orphans})" if orphans else ""))
     elif args.action == "status":
         from mlplatform.localstack import process_tree_pss_mb
+        from mlplatform.localstack.services import WORKER_PREFIX
 
         rows = stack.status()
         total = 0.0
@@ -43,6 +44,12 @@ def cmd_local(args: argparse.Namespace) -> int:
             total += memory
             print(f"{name:24s} {state:12s} pid={pid or '-':<8} {health:10s} {memory:6.0f} MB")
         print(f"{'total memory (PSS)':58s} {total:6.0f} MB")
+        workers = [name for name, *_ in rows if name.startswith(WORKER_PREFIX)]
+        if workers:
+            print(
+                f"Celery: {len(workers)} workers x {s.AIRFLOW_WORKER_CONCURRENCY} slots, "
+                f"broker {s.celery_broker_url}; health = the worker answers a ping through it"
+            )
         return 0 if all(h in ("healthy", "done") for *_, h in rows) else 1
     return 0
 
@@ -62,6 +69,11 @@ def print_urls() -> None:
 
     if any(p.name == "prometheus" for p in stack_programs(s)):
         print(f"  Prometheus      {s.prometheus_url}")
+    if s.celery:
+        print(
+            f"  Celery broker   {s.celery_broker_url}          {s.AIRFLOW_WORKERS} workers x "
+            f"{s.AIRFLOW_WORKER_CONCURRENCY} slots (`mlplatform local status`)"
+        )
     print()
 
 

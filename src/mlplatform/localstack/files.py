@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplatform.localstack.prereqs import PG_OS_USER, ensure_postgres_user, postgres_binaries
-from mlplatform.localstack.services import Program, mlflow_auth_config
+from mlplatform.localstack.services import BROKER, Program, mlflow_auth_config
 from mlplatform.settings import REPO_ROOT, Settings
 
 
@@ -104,6 +104,8 @@ def prepare_files(files: StackFiles, settings: Settings, programs: list[Program]
         (files.dir / sub).mkdir(parents=True, exist_ok=True)
     pg_dir = files.dir / "postgres"
     pg_dir.mkdir(exist_ok=True)
+    if any(p.name == BROKER for p in programs):
+        (files.dir / "broker").mkdir(exist_ok=True)
     if any(p.name == "prometheus" for p in programs):
         from mlplatform.localstack.prometheus import write_local_config
 

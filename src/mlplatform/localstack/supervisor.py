@@ -25,13 +25,22 @@ from mlplatform.errors import PlatformError
 from mlplatform.localstack.environment import export_env
 from mlplatform.localstack.files import StackFiles, prepare_files
 from mlplatform.localstack.prereqs import (
+    broker_binary,
     check_prerequisites,
     postgres_binaries,
     prometheus_binary,
     venv_path,
 )
 from mlplatform.localstack.procs import STACK_MARKER, alive, send_signal, stack_processes
-from mlplatform.localstack.services import Program, after_start, optional_programs, programs
+from mlplatform.localstack.services import (
+    BROKER,
+    WORKER_PREFIX,
+    Program,
+    after_start,
+    broker_programs,
+    optional_programs,
+    programs,
+)
 from mlplatform.progress import StatusBoard, status_board
 from mlplatform.settings import Settings
 
@@ -44,7 +53,25 @@ def stack_programs(s: Settings) -> list[Program]:
     from mlplatform.localstack.prometheus import SHARED_CONFIG
 
     prometheus = prometheus_binary() if SHARED_CONFIG.exists() else None
-    return programs(s) + optional_programs(s, prometheus)
+    return programs(s) + broker_programs(s, broker_binary()) + optional_programs(s, prometheus)
+
+
+def is_celery_program(name: str) -> bool:
+    return name == BROKER or name.startswith(WORKER_PREFIX)
+
+
+def executor_mismatch(wanted: list[Program], running: set[str]) -> str | None:
+    """What differs between the Celery programs these settings want and those a running
+    supervisord has (it keeps the executor and workers it was started with)."""
+    want = {p.name for p in wanted if is_celery_program(p.name)}
+    have = {name for name in running if is_celery_program(name)}
+    if want == have:
+        return None
+    return (
+        f"the running stack has {sorted(have) or 'no Celery programs'}, these settings want "
+        f"{sorted(want) or 'none'}: stop it (`make local-down`), then start it with the "
+        "AIRFLOW_EXECUTOR (make local EXECUTOR=...) and AIRFLOW_WORKERS you want"
+    )
 
 
 class LocalStack:
@@ -161,6 +188,8 @@ class LocalStack:
     def _start_all(self, board: StatusBoard, started: float, deadline: float) -> None:
         s, server = self.settings, self.rpc()
         known = {i["name"]: i for i in server.getAllProcessInfo()}
+        if mismatch := executor_mismatch(self.programs, set(known)):
+            raise PlatformError(mismatch)
         todo = [p for p in self.programs if p.name in known]
         for p in todo:
             board.set(p.name, "waiting", plain=False)
@@ -258,7 +287,7 @@ class LocalStack:
             return [(p.name, "NOT STARTED", 0, "-") for p in self.programs]
         infos = {i["name"]: i for i in self.rpc().getAllProcessInfo()}
         rows = []
-        for p in self.programs:
+        for p in self.running_programs(set(infos)):
             if p.name not in infos:
                 continue  # installed after this stack started: the next start runs it
             info = infos[p.name]
@@ -273,3 +302,16 @@ class LocalStack:
                 health = "healthy" if p.health and p.health(self.settings) else "unhealthy"
             rows.append((p.name, state, info["pid"], health))
         return rows
+
+    def running_programs(self, running: set[str]) -> list[Program]:
+        """The programs to report: these settings', or, when the running stack was started
+        with another executor (`make local EXECUTOR=celery` sets it for that command only),
+        those of the executor and worker count it runs."""
+        if executor_mismatch(self.programs, running) is None:
+            return self.programs
+        workers = sum(name.startswith(WORKER_PREFIX) for name in running)
+        executor = "CeleryExecutor" if BROKER in running or workers else "LocalExecutor"
+        started = self.settings.model_copy(
+            update={"AIRFLOW_EXECUTOR": executor, "AIRFLOW_WORKERS": max(workers, 1)}
+        )
+        return stack_programs(started)
