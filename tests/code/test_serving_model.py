@@ -22,6 +22,7 @@ from mlplatform.inference.predictors import (
     SklearnPredictor,
     choose_predictor,
     convert_to_onnx,
+    one_input_graph,
     parity_rows,
 )
 from mlplatform.serving.schemas import Patient
@@ -61,6 +62,26 @@ def convert_and_predict(pipeline, rows) -> np.ndarray:  # type: ignore[no-untype
 
 class UnconvertibleClassifier(LogisticRegression):
     """skl2onnx has no converter registered for this type."""
+
+
+def test_the_one_input_graph_gives_the_converted_graphs_outputs_exactly():
+    import onnx
+    import onnxruntime as ort
+
+    for classifier in (
+        LogisticRegression(max_iter=500),
+        RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0),
+    ):
+        converted = convert_to_onnx(fitted_pipeline(classifier))
+        rewritten = one_input_graph(converted)
+        assert [i.name for i in onnx.load_from_string(rewritten).graph.input] == ["features"]
+        assert one_input_graph(rewritten) == rewritten
+        x = ROWS.to_numpy(np.float32)
+        per_feature = ort.InferenceSession(converted, providers=["CPUExecutionProvider"])
+        want = per_feature.run(None, {n: x[:, i : i + 1] for i, n in enumerate(FEATURES)})
+        one = ort.InferenceSession(rewritten, providers=["CPUExecutionProvider"])
+        for got, expected in zip(one.run(None, {"features": x}), want, strict=True):
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_falls_back_to_sklearn_when_conversion_fails():
