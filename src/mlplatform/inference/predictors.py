@@ -115,7 +115,9 @@ def one_input_graph(onnx_bytes: bytes) -> bytes:
     if sorted(names) != sorted(FEATURES):
         raise ValueError(f"ONNX inputs {names} are not the features {list(FEATURES)}")
     column = {name: FEATURES.index(name) for name in names}
-    constants, nodes, used = [], [], set()
+    constants: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+    used: set[str] = set()
 
     def gather(columns: list[int], outputs: list[str], tag: str) -> onnx.NodeProto:
         constants.append(numpy_helper.from_array(np.array(columns, np.int64), f"{tag}_columns"))
@@ -129,7 +131,7 @@ def one_input_graph(onnx_bytes: bytes) -> bytes:
             used.update(n for n in node.input if n in column)
             nodes.append(node)
     used.update(o.name for o in graph.output if o.name in column)
-    singles = [gather([column[n]], [n], f"input_{n}") for n in sorted(used, key=column.get)]
+    singles = [gather([column[n]], [n], f"input_{n}") for n in sorted(used, key=column.__getitem__)]
     del graph.node[:]
     graph.node.extend(singles + nodes)
     graph.initializer.extend(constants)
