@@ -166,3 +166,16 @@ def test_rows_to_matrix_is_in_feature_order_whatever_the_body_order():
     x = rows_to_matrix([Patient.model_validate_json(reversed_body)])
     want = [np.nan if row[name] is None else row[name] for name in FEATURES]
     np.testing.assert_array_equal(x, np.array([want], dtype=np.float64))
+
+
+def test_batch_ids_and_label_names_are_what_pandas_casts_would_give():
+    from mlplatform.batch import _as_text, _label_names
+
+    ids = pd.Series(np.array([0, 7, 123456789, 2**40]), index=[3, 4, 5, 6])
+    text = _as_text(ids)
+    pd.testing.assert_series_equal(text, ids.astype("str").astype(object))
+    assert all(type(v) is str for v in text)
+    labels = pd.Series(np.array([1, 0, 1], np.int64))
+    names = SPEC.label_names
+    assert _label_names(labels).tolist() == [names[1], names[0], names[1]]
+    assert _label_names(pd.Series(np.array([0, 5]))).tolist() == [names[0], "5"]
