@@ -212,3 +212,37 @@ def test_a_shutdown_with_s3_down_spills_to_disk_and_the_next_start_sends_it(tmp_
     again.flush()
     assert list(store.written[0]["prediction_id"]) == ids
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_ids_come_from_a_pool_each_once_and_a_forked_worker_makes_its_own():
+    import multiprocessing
+
+    from mlplatform.prediction_ids import _BLOCK
+
+    key = b"pool-test"
+    first = new_ids(1, key)  # fills the pool
+    many = [pid for _ in range(_BLOCK + 10) for pid in new_ids(1, key)] + new_ids(700, key)
+    assert len(set(first + many)) == 1 + _BLOCK + 10 + 700
+    assert all(issued_here(pid, key) for pid in many)
+    # A forked worker must not hand out the ids left in its parent's pool.
+    parent_next = set(new_ids(5, key))
+    fork = multiprocessing.get_context("fork")
+    with fork.Pool(1) as pool:
+        child = set(pool.apply(new_ids, (5, key)))
+    assert not child & parent_next and not child & set(new_ids(_BLOCK, key))
+
+
+def test_the_log_frame_is_the_records_frame_built_by_columns():
+    import numpy as np
+    import pandas as pd
+
+    from mlplatform.serving.prediction_log import COLUMNS, PredictionLog, entries_frame
+
+    log = PredictionLog(store=None, flush_seconds=60)  # type: ignore[arg-type]
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 1, 100, 2):
+        x = rng.normal(size=(n, 13))
+        x[0, 4] = np.nan
+        log.record(new_ids(n, KEY), "predict", "m", str(n), x, rng.integers(0, 2, n), rng.random(n))
+    want = pd.DataFrame.from_records(log.records(), columns=COLUMNS)
+    pd.testing.assert_frame_equal(entries_frame(list(log._buffer)), want)

@@ -22,6 +22,7 @@ from mlplatform.inference.predictors import (
     SklearnPredictor,
     choose_predictor,
     convert_to_onnx,
+    one_input_graph,
     parity_rows,
 )
 from mlplatform.serving.schemas import Patient
@@ -61,6 +62,26 @@ def convert_and_predict(pipeline, rows) -> np.ndarray:  # type: ignore[no-untype
 
 class UnconvertibleClassifier(LogisticRegression):
     """skl2onnx has no converter registered for this type."""
+
+
+def test_the_one_input_graph_gives_the_converted_graphs_outputs_exactly():
+    import onnx
+    import onnxruntime as ort
+
+    for classifier in (
+        LogisticRegression(max_iter=500),
+        RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0),
+    ):
+        converted = convert_to_onnx(fitted_pipeline(classifier))
+        rewritten = one_input_graph(converted)
+        assert [i.name for i in onnx.load_from_string(rewritten).graph.input] == ["features"]
+        assert one_input_graph(rewritten) == rewritten
+        x = ROWS.to_numpy(np.float32)
+        per_feature = ort.InferenceSession(converted, providers=["CPUExecutionProvider"])
+        want = per_feature.run(None, {n: x[:, i : i + 1] for i, n in enumerate(FEATURES)})
+        one = ort.InferenceSession(rewritten, providers=["CPUExecutionProvider"])
+        for got, expected in zip(one.run(None, {"features": x}), want, strict=True):
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_falls_back_to_sklearn_when_conversion_fails():
@@ -145,3 +166,16 @@ def test_rows_to_matrix_is_in_feature_order_whatever_the_body_order():
     x = rows_to_matrix([Patient.model_validate_json(reversed_body)])
     want = [np.nan if row[name] is None else row[name] for name in FEATURES]
     np.testing.assert_array_equal(x, np.array([want], dtype=np.float64))
+
+
+def test_batch_ids_and_label_names_are_what_pandas_casts_would_give():
+    from mlplatform.batch import _as_text, _label_names
+
+    ids = pd.Series(np.array([0, 7, 123456789, 2**40]), index=[3, 4, 5, 6])
+    text = _as_text(ids)
+    pd.testing.assert_series_equal(text, ids.astype("str").astype(object))
+    assert all(type(v) is str for v in text)
+    labels = pd.Series(np.array([1, 0, 1], np.int64))
+    names = SPEC.label_names
+    assert _label_names(labels).tolist() == [names[1], names[0], names[1]]
+    assert _label_names(pd.Series(np.array([0, 5]))).tolist() == [names[0], "5"]

@@ -110,20 +110,19 @@ class PredictionLog:
             self._rows = 0
         if not entries:
             return 0
-        records = [row for entry in entries for row in _records(entry)]
-        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+        frame = entries_frame(entries)
         try:
             self.store.write_prediction_log(frame, datetime.now(UTC))
         except Exception as err:  # S3 down: put them back in front, keep serving
             with self._lock:
                 self._buffer.extendleft(reversed(entries))
-                self._rows += len(records)
+                self._rows += len(frame)
                 self._bound()
             self.error = f"{type(err).__name__}: {str(err)[:300]}"
             log.warning("prediction log flush failed: %s", self.error)
             return 0
         self.error = None
-        return len(records)
+        return len(frame)
 
     def _spilled(self) -> list[Path]:
         return sorted(self.spill_dir.glob("*.parquet")) if self.spill_dir else []
@@ -136,18 +135,20 @@ class PredictionLog:
     def spill(self) -> int:
         """Write what is buffered to the local spill folder (atomically: temp file, then
         rename); the next start sends it to the lake."""
-        records = self.records()
-        if not records or self.spill_dir is None:
+        with self._lock:
+            entries = list(self._buffer)
+        if not entries or self.spill_dir is None:
             return 0
+        frame = entries_frame(entries)
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = self.spill_dir / f".{name}.tmp"
-        pd.DataFrame.from_records(records, columns=COLUMNS).to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False)
         os.replace(tmp, self.spill_dir / name)
         with self._lock:
             self._buffer.clear()
             self._rows = 0
-        return len(records)
+        return len(frame)
 
     def start(self) -> None:
         self._flusher.start()
@@ -169,3 +170,22 @@ def _records(entry: Entry) -> list[tuple[Any, ...]]:
         (pid, now, endpoint, name, version, int(lab), float(p), *row)
         for pid, row, lab, p in zip(ids, x.tolist(), labels.tolist(), proba.tolist(), strict=True)
     ]
+
+
+def entries_frame(entries: list[Entry]) -> pd.DataFrame:
+    """The entries as one frame in COLUMNS order, the frame `records` would give, built a
+    column at a time: a flush of ~20,000 rows then holds the GIL for a few ms instead of
+    ~100 (a tuple per row), which showed as the service's p99 under load."""
+    counts = [_rows(entry) for entry in entries]
+    columns: dict[str, Any] = {
+        "prediction_id": [pid for entry in entries for pid in entry[0]],
+        "timestamp": pd.DatetimeIndex([entry[1] for entry in entries]).repeat(counts),
+    }
+    for i, name in enumerate(("endpoint", "model_name", "model_version"), start=2):
+        columns[name] = np.array([entry[i] for entry in entries], dtype=object).repeat(counts)
+    columns["label"] = np.concatenate([entry[6] for entry in entries]).astype(np.int64)
+    columns["probability"] = np.concatenate([entry[7] for entry in entries]).astype(np.float64)
+    x = np.concatenate([entry[5] for entry in entries])
+    for j, name in enumerate(COLUMNS[7:]):
+        columns[name] = x[:, j]
+    return pd.DataFrame(columns, columns=COLUMNS)
