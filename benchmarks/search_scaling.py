@@ -1,0 +1,146 @@
+"""Scale-out of the hyperparameter search: 40 trials with 1 worker and with 2 workers sharing
+one Optuna study in PostgreSQL (RDBStorage), as the train DAG runs them with SEARCH_WORKERS.
+
+    uv run python benchmarks/search_scaling.py --fresh-stack   # a throwaway local stack
+    uv run python benchmarks/search_scaling.py          # against the running `make local`
+
+Each worker is its own process (spawned: it shares nothing with the others but the
+database), running `mlplatform.search.optimize_share` on the Cleveland training split, as a
+mapped `search` task does. The baseline is the in-process study of today's K = 1 path
+(`training.search`, memory storage), in a process of its own too. Within a round the three
+runs take turns on the same machine and the ratios are taken against the same round's
+1-worker run. It prints wall times, trials per worker and the mean trial-seconds per worker
+(the capacity plan's unit: trials/hour per training worker = 3600 / trial-seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from mlplatform.build import RawDelivery, build
+from mlplatform.dbinit import ensure_database
+from mlplatform.ingest import seed_file
+from mlplatform.search import WORKER, completed, optimize_share, split_trials, storage
+from mlplatform.settings import Settings, get_settings
+from mlplatform.spec import SPEC
+from mlplatform.training import search
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def training_split(settings: Settings) -> pd.DataFrame:
+    raw = seed_file("cleveland", settings).read_bytes()
+    built = build([RawDelivery("cleveland", "landing/cleveland/x", "-", raw)], 42, 0.2)
+    return built.splits["train"][[*SPEC.feature_names, SPEC.target]]
+
+
+def in_process(train: pd.DataFrame, trials: int, s: Settings) -> float:
+    began = time.monotonic()
+    with ProcessPoolExecutor(1, mp_context=SPAWN) as pool:
+        pool.submit(search, train, trials, s.RANDOM_SEED, s.CV_FOLDS).result()
+    return time.monotonic() - began
+
+
+def shared(train: pd.DataFrame, trials: int, workers: int, s: Settings) -> dict[str, Any]:
+    """Wall time of `workers` processes sharing a fresh study, and each one's trial-seconds."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    url = s.pg_url(s.OPTUNA_PG_DATABASE)
+    optuna.create_study(storage=storage(s), study_name=name, direction="maximize")
+    began = time.monotonic()
+    with ProcessPoolExecutor(workers, mp_context=SPAWN) as pool:
+        runs = [
+            pool.submit(optimize_share, name, url, train, w, n, s.RANDOM_SEED, s.CV_FOLDS)
+            for w, n in enumerate(split_trials(trials, workers))
+        ]
+        done = [r.result() for r in runs]
+    wall = time.monotonic() - began
+    finished = completed(optuna.load_study(study_name=name, storage=url).trials)
+    optuna.delete_study(study_name=name, storage=url)
+    assert len(finished) == trials == sum(done), (len(finished), done)
+    seconds: dict[int, list[float]] = {}
+    for t in finished:
+        assert t.datetime_start is not None and t.datetime_complete is not None
+        span = (t.datetime_complete - t.datetime_start).total_seconds()
+        seconds.setdefault(t.user_attrs[WORKER], []).append(span)
+    return {
+        "wall": wall,
+        "trials": [len(seconds[w]) for w in sorted(seconds)],
+        "trial_seconds": [statistics.mean(seconds[w]) for w in sorted(seconds)],
+    }
+
+
+@contextmanager
+def fresh_stack() -> Iterator[Settings]:
+    """A throwaway local stack on free ports in a temporary folder, stopped at the end."""
+    from mlplatform.localstack import LocalStack, free_ports
+
+    folder = Path(tempfile.mkdtemp(prefix="mlplatform-search-bench-"))
+    os.environ.update({k: str(v) for k, v in free_ports().items()})
+    os.environ.update({"STACK_DIR": str(folder), "PLATFORM_ENV": "test"})
+    get_settings.cache_clear()
+    stack = LocalStack(get_settings())
+    try:
+        stack.up(quiet=True)
+        yield get_settings()
+    finally:
+        stack.down()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench(s: Settings, trials: int, rounds: int) -> None:
+    ensure_database(s, s.OPTUNA_PG_DATABASE)
+    train = training_split(s)
+    print(
+        f"{trials} trials, {s.CV_FOLDS}-fold CV on {len(train)} training rows, {os.cpu_count()} cores"
+    )
+    ratios = []
+    for r in range(1, rounds + 1):
+        baseline = in_process(train, trials, s)
+        one = shared(train, trials, 1, s)
+        two = shared(train, trials, 2, s)
+        ratios.append(one["wall"] / two["wall"])
+        load = os.getloadavg()[0]
+        print(f"round {r} (load {load:.1f}):")
+        print(f"  in-process, 1 worker (K=1 today)   wall {baseline:6.1f} s")
+        for label, run in (("1 worker", one), ("2 workers", two)):
+            per = ", ".join(
+                f"w{w}: {n} trials, {sec:.2f} s/trial"
+                for w, (n, sec) in enumerate(zip(run["trials"], run["trial_seconds"], strict=True))
+            )
+            print(f"  PostgreSQL study, {label:9s}          wall {run['wall']:6.1f} s  ({per})")
+        print(f"  speed-up 2 workers vs 1: {ratios[-1]:.2f}x")
+    print(f"median speed-up over {rounds} round(s): {statistics.median(ratios):.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--fresh-stack", action="store_true", help="start a throwaway local stack for its PG"
+    )
+    args = parser.parse_args()
+    if args.fresh_stack:
+        with fresh_stack() as s:
+            bench(s, args.trials, args.rounds)
+    else:
+        bench(get_settings(), args.trials, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
