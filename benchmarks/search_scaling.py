@@ -10,7 +10,8 @@ mapped `search` task does. The baseline is the in-process study of today's K = 1
 (`training.search`, memory storage), in a process of its own too. Within a round the three
 runs take turns on the same machine and the ratios are taken against the same round's
 1-worker run. It prints wall times, trials per worker and the mean trial-seconds per worker
-(the capacity plan's unit: trials/hour per training worker = 3600 / trial-seconds).
+and CPU-seconds (the capacity plan's unit: trials/hour per training worker = 3600 /
+trial-seconds; the CPU figure is what a worker with a core of its own would see).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def in_process(train: pd.DataFrame, trials: int, s: Settings) -> float:
     return time.monotonic() - began
 
 
+def timed_share(*args: Any) -> tuple[int, float]:
+    """`optimize_share` in a worker process, with the CPU seconds it used (contention-free,
+    unlike its wall time on a shared machine)."""
+    began = time.process_time()
+    done = optimize_share(*args)
+    return done, time.process_time() - began
+
+
 def shared(train: pd.DataFrame, trials: int, workers: int, s: Settings) -> dict[str, Any]:
     """Wall time of `workers` processes sharing a fresh study, and each one's trial-seconds."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
@@ -64,10 +73,10 @@ def shared(train: pd.DataFrame, trials: int, workers: int, s: Settings) -> dict[
     began = time.monotonic()
     with ProcessPoolExecutor(workers, mp_context=SPAWN) as pool:
         runs = [
-            pool.submit(optimize_share, name, url, train, w, n, s.RANDOM_SEED, s.CV_FOLDS)
+            pool.submit(timed_share, name, url, train, w, n, s.RANDOM_SEED, s.CV_FOLDS)
             for w, n in enumerate(split_trials(trials, workers))
         ]
-        done = [r.result() for r in runs]
+        done, cpu = zip(*(r.result() for r in runs), strict=True)
     wall = time.monotonic() - began
     finished = completed(optuna.load_study(study_name=name, storage=url).trials)
     optuna.delete_study(study_name=name, storage=url)
@@ -81,6 +90,7 @@ def shared(train: pd.DataFrame, trials: int, workers: int, s: Settings) -> dict[
         "wall": wall,
         "trials": [len(seconds[w]) for w in sorted(seconds)],
         "trial_seconds": [statistics.mean(seconds[w]) for w in sorted(seconds)],
+        "cpu_per_trial": [c / n for c, n in zip(cpu, done, strict=True)],
     }
 
 
@@ -119,8 +129,10 @@ def bench(s: Settings, trials: int, rounds: int) -> None:
         print(f"  in-process, 1 worker (K=1 today)   wall {baseline:6.1f} s")
         for label, run in (("1 worker", one), ("2 workers", two)):
             per = ", ".join(
-                f"w{w}: {n} trials, {sec:.2f} s/trial"
-                for w, (n, sec) in enumerate(zip(run["trials"], run["trial_seconds"], strict=True))
+                f"w{w}: {n} trials, {sec:.2f} s/trial wall, {cpu:.2f} CPU s/trial"
+                for w, (n, sec, cpu) in enumerate(
+                    zip(run["trials"], run["trial_seconds"], run["cpu_per_trial"], strict=True)
+                )
             )
             print(f"  PostgreSQL study, {label:9s}          wall {run['wall']:6.1f} s  ({per})")
         print(f"  speed-up 2 workers vs 1: {ratios[-1]:.2f}x")
