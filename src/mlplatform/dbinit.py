@@ -1,7 +1,8 @@
 """Create the platform's PostgreSQL databases when they are missing, at every service start.
 
 PostgreSQL's init scripts run only on an empty data volume, so a reused volume or a renamed
-`MLFLOW_PG_DATABASE` would otherwise leave MLflow crash-looping. The MLflow entrypoint runs
+`MLFLOW_PG_DATABASE` would otherwise leave MLflow crash-looping (and the parallel search
+without its `OPTUNA_PG_DATABASE`). The MLflow entrypoint runs
 `python -m mlplatform.dbinit` before the server; it is idempotent and safe to run concurrently.
 """
 
@@ -62,15 +63,16 @@ def ensure_database(s: Settings, name: str) -> bool:
 
 def main() -> int:
     s = get_settings()
-    try:
-        created = ensure_database(s, s.MLFLOW_PG_DATABASE)
-    except psycopg2.Error as err:
-        print(
-            f"error: cannot create database {s.MLFLOW_PG_DATABASE}: {err}".strip(), file=sys.stderr
-        )
-        return 1
-    if created:
-        print(f"created database {s.MLFLOW_PG_DATABASE} owned by {s.PG_USER}", file=sys.stderr)
+    # MLflow's store, and the shared Optuna studies of a parallel search (the training DAG
+    # also creates the latter itself, for deployments that skip this step).
+    for name in (s.MLFLOW_PG_DATABASE, s.OPTUNA_PG_DATABASE):
+        try:
+            created = ensure_database(s, name)
+        except psycopg2.Error as err:
+            print(f"error: cannot create database {name}: {err}".strip(), file=sys.stderr)
+            return 1
+        if created:
+            print(f"created database {name} owned by {s.PG_USER}", file=sys.stderr)
     return 0
 
 

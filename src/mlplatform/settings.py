@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     RANDOM_SEED: int = 42
     TEST_FRACTION: float = 0.2
     N_TRIALS: int = 20  # Optuna trials of the training DAG (a DAG param overrides it per run)
+    # Parallel search tasks of the training DAG (a DAG param overrides it). 1: one in-process,
+    # seeded, deterministic study; K > 1: K mapped tasks share one Optuna study stored in
+    # PostgreSQL database OPTUNA_PG_DATABASE, so Celery workers on several machines can join.
+    SEARCH_WORKERS: int = Field(default=1, ge=1)
+    OPTUNA_PG_DATABASE: str = "optuna_db"
     CV_FOLDS: int = 5
     RETRAIN_TRIALS: int = 0  # 0: the challenger is the champion's configuration refit on new data
     # The promotion gate (mlplatform.evaluation.promotion_gate): the challenger is promoted only

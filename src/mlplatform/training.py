@@ -159,15 +159,13 @@ def cross_validate(
     return result
 
 
-def search(
-    train: pd.DataFrame,
-    n_trials: int,
-    seed: int,
-    folds: int,
-    on_trial: TrialCallback | None = None,
-    spec: DatasetSpec = SPEC,
-) -> Candidate:
-    """Optuna study maximising the CV score of the spec's optimise_metric; returns the best."""
+# The user attribute of every trial that holds its family, hyperparameters and CV scores, so a
+# best trial read back from a shared storage is refit exactly as it was scored.
+CANDIDATE = "candidate"
+
+
+def quiet_search() -> None:
+    """Optuna's per-trial log lines and the expected sklearn warnings off."""
     import warnings
 
     import optuna
@@ -177,19 +175,52 @@ def search(
     # A trial predicting one class has undefined precision (scored 0): expected, not news.
     warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
     warnings.filterwarnings("ignore", message=".*probability.*deprecated", category=FutureWarning)
-    results: dict[int, Candidate] = {}
 
-    def objective(trial: optuna.Trial) -> float:
+
+def objective(
+    train: pd.DataFrame,
+    seed: int,
+    folds: int,
+    on_trial: TrialCallback | None = None,
+    spec: DatasetSpec = SPEC,
+    **attrs: Any,
+) -> Callable[[optuna.Trial], float]:
+    """The study's objective: CV score of the spec's optimise_metric. Each trial keeps its
+    candidate (and `attrs`, e.g. the worker) as user attributes."""
+
+    def score(trial: optuna.Trial) -> float:
         family, params = suggest(trial, spec)
         cv = cross_validate(family, params, train, seed, folds, spec)
-        results[trial.number] = Candidate(family, params, cv)
+        trial.set_user_attr(CANDIDATE, {"family": family, "params": params, "cv": cv})
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
         if on_trial is not None:
             on_trial(trial.number, family, params, cv)
         return cv[f"cv_{spec.optimise_metric}"]
 
+    return score
+
+
+def candidate_of(trial: optuna.trial.FrozenTrial) -> Candidate:
+    return Candidate(**trial.user_attrs[CANDIDATE])
+
+
+def search(
+    train: pd.DataFrame,
+    n_trials: int,
+    seed: int,
+    folds: int,
+    on_trial: TrialCallback | None = None,
+    spec: DatasetSpec = SPEC,
+) -> Candidate:
+    """In-process Optuna study (seeded TPE) maximising the CV score of the spec's
+    optimise_metric; returns the best. Deterministic for a given seed."""
+    import optuna
+
+    quiet_search()
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=n_trials)
-    return results[study.best_trial.number]
+    study.optimize(objective(train, seed, folds, on_trial, spec), n_trials=n_trials)
+    return candidate_of(study.best_trial)
 
 
 def evaluate(pipeline: Pipeline, test: pd.DataFrame, spec: DatasetSpec = SPEC) -> dict[str, float]:
@@ -366,35 +397,13 @@ def input_example(train: pd.DataFrame, spec: DatasetSpec = SPEC) -> pd.DataFrame
 def run_search(
     n_trials: int | None, store: DataStore, settings: Settings, spec: DatasetSpec = SPEC
 ) -> SearchResult:
-    """Step 1 of training: the study under a new parent run on the current dataset version."""
-    import mlflow
+    """Step 1 of training in one process (CLI, notebook): the in-process study under a new
+    parent run on the current dataset version. The DAG runs the same steps as tasks
+    (mlplatform.search), with SEARCH_WORKERS of them sharing one study."""
+    from mlplatform.search import finish_search, plan_search, run_part
 
-    from mlplatform.tracking import log_inputs, log_trial, start_parent_run
-
-    n_trials = n_trials or settings.N_TRIALS
-    metadata = store.current()
-    frames = store.load_splits(metadata, spec)
-    with start_parent_run("training", metadata, settings) as run:
-        log_inputs(metadata, frames, spec)
-        mlflow.log_params(
-            {
-                "n_trials": n_trials,
-                "cv_folds": settings.CV_FOLDS,
-                "seed": settings.RANDOM_SEED,
-                "optimise_metric": spec.optimise_metric,
-                "dataset_version": metadata.dataset_version,
-            }
-        )
-        best = search(
-            frames["train"], n_trials, settings.RANDOM_SEED, settings.CV_FOLDS, log_trial, spec
-        )
-        mlflow.log_params(
-            {"best_family": best.family, **{f"best.{k}": v for k, v in best.params.items()}}
-        )
-        mlflow.log_metrics({f"best_{k}": v for k, v in best.cv.items()})
-    return SearchResult(
-        run.info.run_id, metadata.dataset_version, best.family, best.params, best.cv
-    )
+    (plan,) = plan_search(n_trials, 1, "", store, settings, spec)
+    return finish_search([run_part(plan, store, settings, spec)], settings, spec)
 
 
 @dataclass(frozen=True)

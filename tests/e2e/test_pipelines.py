@@ -24,6 +24,7 @@ from mlplatform.spec import SPEC
 from mlplatform.store import DatasetMetadata, DataStore
 
 E2E_TRIALS = 3  # keeps the e2e wall time small; the DAG param overrides N_TRIALS
+E2E_SEARCH_WORKERS = 2  # the DAG param overrides SEARCH_WORKERS
 NOTEBOOK = REPO_ROOT / "notebook_example" / "heart_disease_eda_and_search.ipynb"
 
 
@@ -108,7 +109,9 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
     assert "missing_ca" in etl_run[0].data.metrics
 
     started = time.monotonic()
-    state, tasks = run_dag(stack, "train", {"n_trials": E2E_TRIALS})
+    # K = 2 mapped search tasks sharing one Optuna study in PostgreSQL (the parallel path).
+    conf = {"n_trials": E2E_TRIALS, "search_workers": E2E_SEARCH_WORKERS}
+    state, tasks = run_dag(stack, "train", conf)
     train_seconds = time.monotonic() - started
     assert state == "success", tasks
     print(
@@ -135,6 +138,7 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
     }
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     assert version in card and "95% interval" in card and "By hospital" in card
+    assert_the_search_ran_on_mapped_workers(stack, run)
 
     champion = registry.get_champion(stack)
     assert champion is not None
@@ -152,6 +156,26 @@ def test_seed_etl_training_gives_a_champion_with_metrics(stack: Settings) -> Non
         assert model.predict_proba(test.drop(columns="target"))[:, 1].shape == (len(test),)
     else:
         assert champion.version == champion_before.version
+
+
+def assert_the_search_ran_on_mapped_workers(stack: Settings, run: Any) -> None:
+    """K mapped `search` tasks shared one study: each ran trials, all under one parent run,
+    and the best was refit once (one model logged to the parent)."""
+    client = AirflowClient(stack)
+    run_id = client.runs("train")[0]["dag_run_id"]
+    mapped = client.request("GET", f"/dags/train/dagRuns/{run_id}/taskInstances/search/listMapped")[
+        "task_instances"
+    ]
+    assert sorted(ti["map_index"] for ti in mapped) == list(range(E2E_SEARCH_WORKERS))
+    assert {ti["state"] for ti in mapped} == {"success"}
+    params, metrics = run.data.params, run.data.metrics
+    assert params["search_workers"] == str(E2E_SEARCH_WORKERS)
+    assert params["optuna_study"].endswith(run_id)
+    assert metrics["trials_completed"] == E2E_TRIALS
+    assert metrics["workers_with_trials"] == E2E_SEARCH_WORKERS
+    assert params["best_family"] in SPEC.search_space
+    history = registry.configure(stack).get_metric_history(run.info.run_id, "threshold")
+    assert len(history) == 1  # the refit ran once
 
 
 def test_the_service_serves_the_trained_champion(stack: Settings) -> None:
