@@ -38,9 +38,13 @@ import pandas as pd
 from mlplatform import registry
 from mlplatform.errors import ConfigurationError
 from mlplatform.inference.contract import FEATURES
-from mlplatform.inference.loading import LoadedModel, NoChampionError, no_champion_message
+from mlplatform.inference.loading import (
+    LoadedModel,
+    NoChampionError,
+    describe,
+    no_champion_message,
+)
 from mlplatform.inference.predictors import decision_threshold, threshold_labels
-from mlplatform.model_card import card_from_tags
 from mlplatform.settings import Settings
 
 if TYPE_CHECKING:
@@ -178,24 +182,12 @@ def spark_model(
         model_dir = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
         pipeline = verified_copy(model_dir)
         digest = skops_digest(model_dir)
-        metrics: dict[str, float] = {}
-        if version.run_id:
-            try:
-                metrics = dict(client.get_run(version.run_id).data.metrics)
-            except Exception as err:
-                log.warning("no metrics for run %s: %s", version.run_id, err)
         with spark_session(settings, master) as spark:
-            predictor = SparkUdfPredictor(spark, model_dir, pipeline)
-            yield LoadedModel(
-                name=name,
-                version=str(version.version),
-                run_id=version.run_id,
-                dataset_version=(version.tags or {}).get("dataset_version"),
-                metrics=metrics,
-                predictor=predictor,
-                backend_reason=(
-                    f"spark_udf of {uri} on {spark.sparkContext.master}, verified by the safe "
-                    f"loader (model.skops sha256 {digest[:12]})"
-                ),
-                card=card_from_tags(dict(version.tags or {})),
+            yield describe(
+                client,
+                name,
+                version,
+                SparkUdfPredictor(spark, model_dir, pipeline),
+                f"spark_udf of {uri} on {spark.sparkContext.master}, verified by the safe "
+                f"loader (model.skops sha256 {digest[:12]})",
             )

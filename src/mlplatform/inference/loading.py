@@ -160,6 +160,13 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
         if stored is None:
             onnx = getattr(predictor, "onnx_bytes", None)
             _log_onnx(client, name, version, onnx, reason)
+    return describe(client, name, version, predictor, reason, time.perf_counter() - started)
+
+
+def describe(
+    client: Any, name: str, version: Any, predictor: Any, reason: str, load_seconds: float = 0.0
+) -> LoadedModel:
+    """A registry version and its predictor, with the metrics of its training run."""
     metrics: dict[str, float] = {}
     if version.run_id:
         try:
@@ -174,7 +181,7 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
         metrics=metrics,
         predictor=predictor,
         backend_reason=reason,
-        load_seconds=time.perf_counter() - started,
+        load_seconds=load_seconds,
         card=card_from_tags(dict(version.tags or {})),
     )
 
