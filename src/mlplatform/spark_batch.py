@@ -23,7 +23,6 @@ probabilities equal the in-process path's.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import tempfile
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from sklearn.pipeline import Pipeline
 
-log = logging.getLogger(__name__)
 
 ORDER = "_mlplatform_row"  # each row's position, so answers are matched to rows, never assumed
 PROBA = "_mlplatform_proba"
