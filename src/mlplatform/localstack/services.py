@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -106,6 +107,11 @@ def broker_healthy(s: Settings) -> bool:
         return False
 
 
+# The health checks run in threads: celery's lazy module attributes are not safe to import
+# concurrently (`cannot import name 'Celery'`), nor is one app's connection to share.
+_CELERY_LOCK = threading.Lock()
+
+
 @cache
 def _celery_control(broker_url: str) -> object:
     from celery import Celery
@@ -124,9 +130,10 @@ def celery_ping(s: Settings, nodes: Iterable[str], timeout: float = 1.0) -> set[
     if not broker_healthy(s):  # fast; Celery would retry its connection for seconds first
         return set()
     try:
-        replies = _celery_control(s.celery_broker_url).ping(  # type: ignore[attr-defined]
-            destination=list(nodes), timeout=timeout
-        )
+        with _CELERY_LOCK:
+            replies = _celery_control(s.celery_broker_url).ping(  # type: ignore[attr-defined]
+                destination=list(nodes), timeout=timeout
+            )
     except (OperationalError, OSError):
         return set()
     return {name for reply in replies or [] for name in reply}
