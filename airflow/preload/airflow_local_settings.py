@@ -23,6 +23,7 @@ PRELOAD = (
     "mlplatform.retraining",
     "mlplatform.batch",
     "mlplatform.monitor",
+    "mlplatform.progress",
     "mlplatform.store",
     "mlflow.sklearn",
 )
