@@ -7,6 +7,7 @@ set -euo pipefail
 exports="$(mlplatform env)"
 eval "$exports"
 mkdir -p "$AIRFLOW_HOME"
+preload="$(cd "$(dirname "$0")" && pwd)/preload${PYTHONPATH:+:$PYTHONPATH}"
 component="${1:?usage: entrypoint.sh init|api-server|scheduler|dag-processor|triggerer|worker}"
 case "$component" in
   init)
@@ -18,7 +19,9 @@ case "$component" in
     exec airflow api-server --port "$AIRFLOW_PORT" --host "$BIND_HOST"
     ;;
   # The log servers would bind 0.0.0.0; the api-server reads task logs from disk instead.
-  scheduler) exec airflow scheduler --skip-serve-logs ;;
+  # Tasks are forked from the scheduler (LocalExecutor) and the workers (Celery): they import
+  # the tasks' heavy modules once (preload/airflow_local_settings.py), the others never do.
+  scheduler) PYTHONPATH="$preload" exec airflow scheduler --skip-serve-logs ;;
   triggerer) exec airflow triggerer --skip-serve-logs ;;
   dag-processor) exec airflow dag-processor ;;
   # Compose: one worker per container. The local stack runs several on one machine and names
@@ -26,9 +29,9 @@ case "$component" in
   # 0.0.0.0 on one shared port: the api-server reads their logs from the shared folder.
   worker)
     if [ -n "${AIRFLOW_WORKER_NAME:-}" ]; then
-      exec airflow celery worker --celery-hostname "$AIRFLOW_WORKER_NAME" --skip-serve-logs
+      PYTHONPATH="$preload" exec airflow celery worker --celery-hostname "$AIRFLOW_WORKER_NAME" --skip-serve-logs
     fi
-    exec airflow celery worker
+    PYTHONPATH="$preload" exec airflow celery worker
     ;;
   *) echo "unknown Airflow component: $component" >&2; exit 2 ;;
 esac

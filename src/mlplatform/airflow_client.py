@@ -100,7 +100,7 @@ class AirflowClient:
             time.sleep(poll)
         return new[-1]
 
-    def follow(self, dag_id: str, run_id: str, timeout: float = 1800, poll: float = 2) -> str:
+    def follow(self, dag_id: str, run_id: str, timeout: float = 1800, poll: float = 1) -> str:
         """Wait for a run, showing each task's state as it changes with its elapsed time (a
         live table on a terminal, plain lines in a log), as a user watching the UI would."""
         from mlplatform.progress import status_board

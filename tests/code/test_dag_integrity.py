@@ -60,3 +60,26 @@ def test_dag_files_import_only_airflow_sdk_the_package_and_the_stdlib() -> None:
                 assert name.split(".")[0] in allowed_roots, f"{path.name} imports {name}"
                 if name.startswith("airflow"):
                     assert name.startswith("airflow.sdk"), f"{path.name} imports {name}"
+
+
+def test_preload_covers_what_the_tasks_import() -> None:
+    """The scheduler's and workers' preload (airflow/preload) imports every mlplatform module
+    a DAG file imports, so forked tasks start with them loaded; and it overrides no setting."""
+    import ast
+    import subprocess
+    import sys
+
+    wanted = {
+        node.module
+        for path in DAGS.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlplatform")
+    }
+    preload = DAGS.parent / "preload"
+    probe = (
+        f"import sys; sys.path.insert(0, {str(preload)!r}); import airflow_local_settings as m; "
+        "assert m.__all__ == [], m.__all__; print('\\n'.join(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert wanted, "no mlplatform imports found in the DAG files"
+    assert not wanted - set(out.stdout.split()), "not preloaded"

@@ -10,6 +10,8 @@ from typing import Any
 from mlplatform.settings import Settings, get_settings
 
 PIPELINE_DAGS = ("etl", "train", "retrain", "monitor")
+# `make demo` only: a short search shows the whole loop sooner; the DAG's default is N_TRIALS.
+DEMO_TRIALS = 5
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
@@ -70,7 +72,9 @@ def demo_step(settings: Settings) -> None:
 
     seed_landing(settings)
     trigger("etl", settings)
-    trigger("train", settings)
+    print(f"train: a short search of {DEMO_TRIALS} trials for the demo (param n_trials; the DAG's")
+    print(f"default is {settings.N_TRIALS}, `mlplatform trigger train --n-trials N` sets it)")
+    trigger("train", settings, DEMO_TRIALS)
     print(format_lineage(lineage(settings)))
     print(
         f"\nMLflow experiment: {settings.mlflow_tracking_uri}   Airflow DAGs: {settings.airflow_url}/dags"
