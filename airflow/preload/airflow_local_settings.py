@@ -21,6 +21,7 @@ PRELOAD = (
     "mlplatform.etl",
     "mlplatform.training",
     "mlplatform.retraining",
+    "mlplatform.search",
     "mlplatform.batch",
     "mlplatform.monitor",
     "mlplatform.progress",
