@@ -83,6 +83,18 @@ def test_status_shows_each_worker_and_the_broker_healthy(celery_stack: Settings)
     record("Celery processes at rest", worker_mb=memory[workers[0]], broker_mb=memory[BROKER])
 
 
+def failure_logs(s: Settings, dag_id: str, run_id: str) -> str:
+    """The end of every task log of the run that shows an error: the stack's folder is gone
+    after the module, so a failure must carry its own explanation."""
+    root = s.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    found = []
+    for path in sorted(root.glob("**/attempt=*.log")):
+        text = path.read_text(errors="replace")
+        if "Traceback" in text or "ERROR" in text:
+            found.append(f"--- {path.relative_to(root)}\n{text[-3000:]}")
+    return "\n".join(found) or f"no task log with an error under {root}"
+
+
 def test_etl_and_train_succeed_and_two_runs_share_the_two_workers(celery_stack: Settings) -> None:
     client = AirflowClient(celery_stack)
     nodes = {worker_nodename(i) for i in range(1, WORKERS + 1)}
@@ -90,7 +102,10 @@ def test_etl_and_train_succeed_and_two_runs_share_the_two_workers(celery_stack: 
     started = time.monotonic()
     etl_run, state = client.trigger_and_wait("etl", timeout=600)
     etl_seconds = time.monotonic() - started
-    assert state == "success", client.task_states("etl", etl_run)
+    assert state == "success", (
+        client.task_states("etl", etl_run),
+        failure_logs(celery_stack, "etl", etl_run),
+    )
     # The new dataset version starts `retrain` (skipped: no champion yet); let it finish, so
     # the two runs below have the two workers to themselves.
     retrain = client.wait_for_new_run("retrain", set(), timeout=300)
@@ -103,8 +118,9 @@ def test_etl_and_train_succeed_and_two_runs_share_the_two_workers(celery_stack: 
     train_run = client.trigger("train", {"n_trials": TRIALS})
     smoke_run = client.trigger("platform_smoke")
     assert client.wait("platform_smoke", smoke_run, timeout=600) == "success"
-    assert client.wait("train", train_run, timeout=900) == "success", client.task_states(
-        "train", train_run
+    assert client.wait("train", train_run, timeout=900) == "success", (
+        client.task_states("train", train_run),
+        failure_logs(celery_stack, "train", train_run),
     )
     train_seconds = time.monotonic() - started
 
