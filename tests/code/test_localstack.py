@@ -370,3 +370,19 @@ def test_the_celery_executor_imports_with_the_locked_celery() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_services_never_inherit_the_callers_mlflow_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID in its process; a stack started
+    from that process must not hand it on (another MLflow's id fails every task's runs)."""
+    from mlplatform.localstack import LocalStack
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "1")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
+    monkeypatch.setenv("SOME_USER_VARIABLE", "kept")
+    env = LocalStack(Settings(_env_file=None, STACK_DIR=tmp_path))._environment()  # type: ignore[call-arg]
+    assert "MLFLOW_EXPERIMENT_ID" not in env and "MLFLOW_RUN_ID" not in env
+    assert env["SOME_USER_VARIABLE"] == "kept"
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://")

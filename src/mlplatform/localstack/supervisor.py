@@ -47,6 +47,9 @@ from mlplatform.settings import Settings
 POLL_SECONDS = 0.25
 FAILED = ("FATAL", "EXITED", "STOPPED")
 
+# Set by MLflow in a process that picked an experiment or run; meaningless to another stack.
+INHERITED_MLFLOW_CONTEXT = frozenset({"MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"})
+
 
 def stack_programs(s: Settings) -> list[Program]:
     """Every program this machine's stack runs: the compose ones plus the optional extras."""
@@ -115,7 +118,9 @@ class LocalStack:
         return pid
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Never a caller's MLflow context: an experiment or run id from another MLflow (e.g.
+        # what `mlflow.set_experiment` exports in a test process) breaks every task's runs.
+        env = {k: v for k, v in os.environ.items() if k not in INHERITED_MLFLOW_CONTEXT}
         env.update(export_env(self.settings))
         env.update(
             {
