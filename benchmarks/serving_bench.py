@@ -190,23 +190,21 @@ def in_process_rows_per_s(
 
     frame = pd.DataFrame(rows, columns=list(FEATURES)).astype("float64")
     x = frame.to_numpy()
-    try:
-        onnx: Any = OnnxPredictor(convert_to_onnx(pipeline))
-    except Exception as err:  # e.g. missing-value indicators: the service serves it on sklearn
-        print(f"no ONNX twin for the in-process baseline ({type(err).__name__}): nan")
-        onnx = None
-    rates = []
-    for predict in (lambda: (pipeline.predict_proba(frame), pipeline.predict(frame)),
-                    lambda: onnx.predict(x)):  # fmt: skip
-        if onnx is None and len(rates) == 1:
-            rates.append(float("nan"))
-            break
+
+    def rate(predict: Any) -> float:
         predict()
         start = time.perf_counter()
         for _ in range(repeat):
             predict()
-        rates.append(len(rows) * repeat / (time.perf_counter() - start))
-    return rates[0], rates[1]
+        return len(rows) * repeat / (time.perf_counter() - start)
+
+    sklearn_rate = rate(lambda: (pipeline.predict_proba(frame), pipeline.predict(frame)))
+    try:
+        onnx = OnnxPredictor(convert_to_onnx(pipeline))
+    except Exception as err:  # e.g. missing-value indicators: the service serves it on sklearn
+        print(f"no ONNX twin for the in-process baseline ({type(err).__name__}): nan")
+        return sklearn_rate, float("nan")
+    return sklearn_rate, rate(lambda: onnx.predict(x))
 
 
 def batch_logic_vs_in_process(
