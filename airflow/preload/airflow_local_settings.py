@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 
 # Nothing here overrides airflow.settings: Airflow copies every name in __all__ into it.
 __all__: list[str] = []
@@ -27,10 +28,16 @@ PRELOAD = (
     "mlplatform.progress",
     "mlplatform.store",
     "mlflow.sklearn",
+    # Its import looks up ~330 scipy ufuncs in every loaded module (skops' `whichmodule`);
+    # in a task, each lookup on Airflow's deprecated-name shims logged a warning to the task
+    # log, 16 s in each of refit, challenge and compute. Here it runs once, quietly.
+    "skops.io",
 )
 
 for _name in PRELOAD:
     try:
-        importlib.import_module(_name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation notices of the lookups above
+            importlib.import_module(_name)
     except Exception:  # a failed preload only costs speed: the task imports (and fails) itself
         logging.getLogger(__name__).warning("preload of %s failed", _name, exc_info=True)
