@@ -93,14 +93,20 @@ def take_feedback_files(settings: Settings) -> dict[str, Any]:
 
 def _reference(version: Any, store: DataStore, settings: Settings) -> pd.DataFrame:
     """The version's reference: the training split of the dataset version it names, and its
-    predictions on it."""
-    from mlplatform.monitoring.drift import reference_frame
+    out-of-fold predictions on it, as its training run logged them (computed for a version
+    whose run has none, with the training's folds and seed)."""
+    from mlplatform.monitoring.drift import REFERENCE_ARTIFACT, reference_frame
 
+    run_id = version.tags.get(registry.TRAINING_RUN_TAG)
+    logged = registry.logged_frame(run_id, REFERENCE_ARTIFACT) if run_id else None
+    if logged is not None:
+        return logged
     model = registry.load_pipeline(
         registry.model_uri(settings.REGISTERED_MODEL_NAME, version=version.version)
     )
     metadata = store.read_version(version.tags["dataset_version"])
-    return reference_frame(model, store.load_split("train", metadata, SPEC))
+    train = store.load_split("train", metadata, SPEC)
+    return reference_frame(model, train, settings.CV_FOLDS, settings.RANDOM_SEED)
 
 
 def compute(

@@ -96,6 +96,35 @@ def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame, name: str = "m
     return str(info.model_uri)
 
 
+def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
+    """Log a frame as Parquet at `artifact_path` (dir/name.parquet) of the active run."""
+    import tempfile
+    from pathlib import Path, PurePosixPath
+
+    import mlflow
+
+    path = PurePosixPath(artifact_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / path.name
+        frame.to_parquet(local, index=False)
+        mlflow.log_artifact(str(local), str(path.parent))
+
+
+def logged_frame(run_id: str, artifact_path: str) -> pd.DataFrame | None:
+    """The frame `log_frame` logged in run `run_id`, or None when the run has no such file."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient()
+    folder = artifact_path.rpartition("/")[0]
+    if artifact_path not in {f.path for f in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_parquet(client.download_artifacts(run_id, artifact_path, tmp))
+
+
 def find_version(settings: Settings, run_id: str) -> ModelVersion | None:
     """The version registered from training run `run_id`, if any (retries find their own)."""
     client = configure(settings)

@@ -451,7 +451,8 @@ def refit_and_log(
     from mlplatform.calibration import reliability_figure
     from mlplatform.evaluation import Predictions, metrics_by_source
     from mlplatform.model_card import render_model_card
-    from mlplatform.registry import log_pipeline
+    from mlplatform.monitoring.drift import REFERENCE_ARTIFACT, predictions_frame
+    from mlplatform.registry import log_frame, log_pipeline
 
     seed = settings.RANDOM_SEED
     train, test = frames["train"], frames["test"]
@@ -488,6 +489,8 @@ def refit_and_log(
         "leave_one_source_out": [r.to_dict() for r in transport],
     }
     mlflow.log_dict(report, f"evaluation/{prefix}evaluation.json")
+    # Monitoring's reference for this model: the out-of-fold predictions it was chosen on.
+    log_frame(predictions_frame(train, oof_labels, model.oof_proba), REFERENCE_ARTIFACT)
     figures = plots(model.pipeline, train, test, seed, spec)
     figures["reliability.png"] = reliability_figure(y_test, {"test split": predictions.proba})
     if transport:

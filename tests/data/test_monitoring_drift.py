@@ -152,3 +152,37 @@ def test_summary_of_a_shifted_window_with_outcomes(world) -> None:  # type: igno
     assert 'monitoring_labelled_rows{model_version="3"} 390.0' in text
     assert f"monitoring_last_run_timestamp_seconds {END.timestamp()!r}" in text
     assert text.count("# TYPE monitoring_live_f1 gauge") == 1
+
+
+def test_reference_fits_each_fold_once_with_cross_val_predicts_answers(world) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    model, train = world["model"], world["train"]
+    x, y = train[list(SPEC.feature_names)], train[SPEC.target].astype(int)
+    split = StratifiedKFold(5, shuffle=True, random_state=SEED)
+    reference = reference_frame(model, train, 5, SEED)
+    proba = cross_val_predict(clone(model), x, y, cv=split, method="predict_proba")[:, 1]
+    labels = cross_val_predict(clone(model), x, y, cv=split, method="predict")
+    np.testing.assert_array_equal(reference["label"], labels)
+    np.testing.assert_allclose(reference["probability"], proba, rtol=0, atol=1e-12)
+
+
+def test_the_reference_training_logs_is_the_one_monitoring_would_compute(world) -> None:  # type: ignore[no-untyped-def]
+    """refit logs its out-of-fold predictions as the reference (REFERENCE_ARTIFACT); with the
+    training's folds and seed they are what `reference_frame` computes for the decision model
+    (calibration and threshold inside), so monitoring need not refit it."""
+    from mlplatform.monitoring.drift import predictions_frame
+    from mlplatform.training import fit_decision_model
+
+    train = world["train"]
+    for family, params in (
+        ("logistic_regression", {"C": 1.0, "class_weight": None}),
+        ("random_forest", {"n_estimators": 30, "max_depth": 5, "min_samples_leaf": 2}),
+    ):
+        model = fit_decision_model(family, params, train, SEED, 5, "max_f1")
+        logged = predictions_frame(
+            train, (model.oof_proba >= model.threshold).astype(int), model.oof_proba
+        )
+        computed = reference_frame(model.pipeline, train, 5, SEED)
+        pd.testing.assert_frame_equal(logged, computed, check_exact=False, rtol=0, atol=1e-12)

@@ -70,6 +70,21 @@ def post_rows(stack: Settings, frame: Any) -> list[str]:
     return ids
 
 
+def test_the_champions_training_run_logged_its_monitoring_reference(
+    stack: Settings, champion
+) -> None:  # type: ignore[no-untyped-def]
+    """Monitoring reads it instead of refitting the champion on every fold (12 s for a forest)."""
+    from mlplatform.monitoring.drift import PREDICTION_COLUMNS, REFERENCE_ARTIFACT
+
+    store = DataStore(Lake(stack))
+    train = store.load_split("train", store.read_version(champion.tags["dataset_version"]), SPEC)
+    reference = registry.logged_frame(champion.tags[registry.TRAINING_RUN_TAG], REFERENCE_ARTIFACT)
+    assert reference is not None
+    assert list(reference.columns) == [*SPEC.feature_names, *PREDICTION_COLUMNS]
+    assert len(reference) == len(train)
+    assert reference["probability"].between(0, 1).all()
+
+
 def test_feedback_is_stored_once_per_id_and_bad_feedback_is_4xx(stack: Settings, champion) -> None:
     url = f"{stack.fastapi_url}/feedback"
     (pid,) = post_rows(stack, _training_rows(stack, 1, seed=3))

@@ -7,11 +7,13 @@ import uuid
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
 from mlplatform import lake, registry
 from mlplatform.airflow_client import AirflowClient
+from mlplatform.monitoring.drift import REFERENCE_ARTIFACT
 from mlplatform.settings import Settings
 
 
@@ -155,6 +157,7 @@ def test_mlflow_logs_registers_and_serves_the_champion(stack: Settings) -> None:
     with mlflow.start_run() as run:
         mlflow.log_metric("train_accuracy", float((pipeline.predict(X) == y).mean()))
         uri = registry.log_pipeline(pipeline, X.head(3))
+        registry.log_frame(X, REFERENCE_ARTIFACT)
     version = registry.register(uri, run.info.run_id, {"purpose": "integration-test"}, stack)
     assert registry.register(uri, run.info.run_id, {}, stack).version == version.version
     registry.promote(version.version, stack)
@@ -167,6 +170,8 @@ def test_mlflow_logs_registers_and_serves_the_champion(stack: Settings) -> None:
     )
     np.testing.assert_array_equal(loaded.predict(X), pipeline.predict(X))
     assert mlflow.get_run(run.info.run_id).data.metrics["train_accuracy"] > 0.5
+    pd.testing.assert_frame_equal(registry.logged_frame(run.info.run_id, REFERENCE_ARTIFACT), X)
+    assert registry.logged_frame(run.info.run_id, "monitoring/absent.parquet") is None
     # Artifacts went through the server's proxy into the mlflow bucket.
     artifacts = lake.s3_client(stack).list_objects_v2(Bucket=stack.MLFLOW_BUCKET_NAME)
     assert artifacts.get("KeyCount", 0) > 0

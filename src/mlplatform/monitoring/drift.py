@@ -32,6 +32,8 @@ from mlplatform.spec import SPEC
 LABEL = "label"  # the predicted class, as the prediction log names it
 PROBABILITY = "probability"  # the predicted probability of the positive class
 PREDICTION_COLUMNS = (LABEL, PROBABILITY)
+# A model's reference, logged in its training run (a run logs one model).
+REFERENCE_ARTIFACT = "monitoring/reference.parquet"
 EMPTY_IN_WINDOW = "all missing in window"
 EMPTY_IN_REFERENCE = "all missing in reference"
 
@@ -123,15 +125,21 @@ class DriftResult:
     html: str | None  # Evidently's self-contained report; None when nothing was tested
 
 
-def with_predictions(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows' 13 features with the model's `label` and `probability`, as serving logs them."""
-    x = rows[list(SPEC.feature_names)]
-    return x.assign(
-        **{
-            LABEL: np.asarray(model.predict(x)).astype(int),
-            PROBABILITY: model.predict_proba(x)[:, list(model.classes_).index(1)],
-        }
+def predictions_frame(x: pd.DataFrame, labels: Any, proba: Any) -> pd.DataFrame:
+    """The 13 features with a model's `label` and `probability`, as serving logs them."""
+    return x[list(SPEC.feature_names)].assign(
+        **{LABEL: np.asarray(labels).astype(int), PROBABILITY: np.asarray(proba, dtype=float)}
     )
+
+
+def positive_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(x)[:, list(model.classes_).index(1)])
+
+
+def with_predictions(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows' 13 features with the model's `label` and `probability`."""
+    x = rows[list(SPEC.feature_names)]
+    return predictions_frame(x, model.predict(x), positive_proba(model, x))
 
 
 def reference_frame(model: Any, train: pd.DataFrame, folds: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -141,22 +149,22 @@ def reference_frame(model: Any, train: pd.DataFrame, folds: int = 5, seed: int =
     in-sample predictions of a flexible model are overconfident, and new in-distribution
     patients would then look like prediction drift (a random forest's probabilities on the 68
     held-out Cleveland patients differ from its in-sample ones at p = 0.004). `folds=0`: in-sample.
+    Training logs the same frame with the model (`REFERENCE_ARTIFACT`), from the out-of-fold
+    predictions it already made, with its own folds and seed: this is for versions without it.
     """
     if folds < 2:
         return with_predictions(model, train)
     from sklearn.base import clone
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     x, y = train[list(SPEC.feature_names)], train[SPEC.target].astype(int)
-    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(clone(model), x, y, cv=split, method="predict_proba")
-    labels = cross_val_predict(clone(model), x, y, cv=split, method="predict")
-    return x.assign(
-        **{
-            LABEL: np.asarray(labels).astype(int),
-            PROBABILITY: proba[:, list(model.classes_).index(1)],
-        }
-    )
+    labels, proba = np.zeros(len(x), dtype=int), np.zeros(len(x))
+    # One fit per fold gives both columns (cross_val_predict twice fitted every fold twice).
+    for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        fold_model = clone(model).fit(x.iloc[fit_rows], y.iloc[fit_rows])
+        labels[held_out] = fold_model.predict(x.iloc[held_out])
+        proba[held_out] = positive_proba(fold_model, x.iloc[held_out])
+    return predictions_frame(x, labels, proba)
 
 
 def _share(values: pd.Series) -> float:
