@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from synthetic_model import fitted_pipeline  # noqa: E402
 
 from mlplatform.inference.contract import FEATURES  # noqa: E402
-from mlplatform.serving.app import create_app  # noqa: E402
+from mlplatform.serving.app import create_app, freeze_heap  # noqa: E402
 from mlplatform.serving.schemas import example_patient  # noqa: E402
 from mlplatform.settings import Settings  # noqa: E402
 from mlplatform.synthetic import synthetic_features  # noqa: E402
@@ -88,7 +88,9 @@ def service_factory() -> Any:
     """The service with a synthetic model and no registry or background threads."""
     settings = Settings(API_KEY="", MINIO_PORT=9)
     pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
-    return create_app(settings, holder_serving(pipeline, settings), background=False)
+    app = create_app(settings, holder_serving(pipeline, settings), background=False)
+    freeze_heap()  # as the service's start-up does
+    return app
 
 
 def main() -> int:

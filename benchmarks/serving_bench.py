@@ -50,6 +50,7 @@ from mlplatform.synthetic import synthetic_features
 # The synthetic model helper is shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+BENCH_MODEL_SUFFIX = "_bench_synthetic"
 SINGLE_ROW_CONCURRENCY = (1, 8, 32)
 BATCH_ROWS, BATCH_CONCURRENCY = 100, 8
 HERE = Path(__file__).resolve().parent
@@ -269,15 +270,25 @@ def main() -> int:
         "--register-synthetic", action="store_true",
         help="no champion yet: register and promote a synthetic-data model first (dev only)",
     )  # fmt: skip
+    parser.add_argument(
+        "--synthetic-model", action="store_true",
+        help="serve a synthetic logistic regression (ONNX) registered under a model name of its "
+        f"own ({BENCH_MODEL_SUFFIX!r} appended), not the champion, which stays as it is: the "
+        "request path's figures whatever family the champion is",
+    )  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 1
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     s = get_settings()
+    if args.synthetic_model:
+        s = s.model_copy(
+            update={"REGISTERED_MODEL_NAME": s.REGISTERED_MODEL_NAME + BENCH_MODEL_SUFFIX}
+        )
     registry.configure(s)
     champion = registry.get_champion(s)
-    if champion is None and args.register_synthetic:
+    if champion is None and (args.register_synthetic or args.synthetic_model):
         from sklearn.linear_model import LogisticRegression
         from synthetic_model import register_synthetic_model
 

@@ -168,9 +168,7 @@ def test_openapi_documents_ranges_codes_and_example(client):
 
 def _fastapi_only(app):
     """The same app without its lean path: every request goes through FastAPI's routes."""
-    from mlplatform.serving.lean import LeanRoutes
-
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not LeanRoutes]
+    app.hot = None
     return app
 
 
@@ -243,6 +241,35 @@ def test_the_lean_path_answers_exactly_as_fastapis_routes(lean_and_plain, case):
             for p in answer.get("predictions", [answer]):
                 assert p.pop("prediction_id").startswith("p_")
     assert got_json == want_json
+
+
+def test_the_lean_path_records_the_metrics_fastapis_routes_record(pipeline):
+    """The same requests (answered lean, refused by the guard, invalid, of another content
+    type, without a length) give the same request counters with or without the lean path."""
+    s = Settings(API_KEY="s3cret", MAX_BODY_BYTES=4096)
+    key = {"X-API-Key": "s3cret"}
+    body = json.dumps(example_patient()).encode()
+
+    def counters(app) -> list[str]:
+        client = TestClient(app)
+        client.post("/predict", content=body, headers={**key, "content-type": "application/json"})
+        client.post("/predict/batch", json={"rows": [example_patient()] * 3}, headers=key)
+        client.post("/predict", json={**example_patient(), "age": 1}, headers=key)
+        client.post("/predict", content=body, headers={**key, "content-type": "text/plain"})
+        client.post("/predict", content=body)  # no key
+        client.post("/predict", content=b"x" * 5000, headers=key)  # over the limit
+        client.post(
+            "/predict", content=iter([body]), headers={**key, "content-type": "application/json"}
+        )
+        text = client.get("/metrics").text
+        return sorted(line for line in text.splitlines() if line.startswith("http_requests_total"))
+
+    def app():
+        return create_app(s, holder_serving(pipeline, s), background=False)
+
+    lean = counters(app())
+    assert lean == counters(_fastapi_only(app()))
+    assert 'http_requests_total{handler="/predict",method="POST",status="200"} 2.0' in lean
 
 
 def test_the_entrypoints_protocol_sets_tcp_nodelay_on_accepted_connections():

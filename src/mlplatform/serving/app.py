@@ -15,7 +15,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
@@ -26,8 +25,8 @@ from mlplatform.lake import Lake, s3_client
 from mlplatform.prediction_ids import new_ids
 from mlplatform.serving.deps import CurrentModel, document_api_key
 from mlplatform.serving.feedback import feedback_router
-from mlplatform.serving.guard import RequestGuard
-from mlplatform.serving.lean import FastAnswer, LeanRoutes, encode_json, lean_routes
+from mlplatform.serving.guard import Limits, RequestGuard
+from mlplatform.serving.lean import HotRoutes, ServingApp, encode_json
 from mlplatform.serving.metrics import RequestMetrics, ServingMetrics
 from mlplatform.serving.monitoring import LatestMonitoring, monitoring_router
 from mlplatform.serving.page import render_page
@@ -134,7 +133,7 @@ def create_app(
             holder.stop()
             monitoring.refresher.stop()
 
-    app = FastAPI(
+    app = ServingApp(
         title=f"ML Models and something more Inc. — {SPEC.display_name.lower()} prediction API",
         description="Serves the model registry's `champion`. The web page is at `/`.",
         version="1",
@@ -146,13 +145,11 @@ def create_app(
     app.state.settings = s
     app.state.store = store
     app.state.monitoring = monitoring
-    hot: dict[str, tuple[APIRoute, FastAnswer]] = {}  # filled once the routes exist
-    app.add_middleware(LeanRoutes, routes=hot)
+    limits = Limits(s.API_KEY, s.MAX_BODY_BYTES, PROTECTED_PATHS)
     app.add_middleware(RequestMetrics, metrics=serving_metrics)
     # Added last, so it runs first: a refused request costs no metrics work either.
-    app.add_middleware(
-        RequestGuard, api_key=s.API_KEY, max_body_bytes=s.MAX_BODY_BYTES, protected=PROTECTED_PATHS
-    )
+    app.add_middleware(RequestGuard, limits=limits)
+    app.hot = HotRoutes(limits, serving_metrics)  # in front of all of it (`serving.lean`)
 
     async def score(model: LoadedModel, endpoint: str, rows: list[Any]) -> list[dict[str, Any]]:
         """Predictions as plain dicts: they are built from trusted values, so the handlers
@@ -225,7 +222,7 @@ def create_app(
         return encode_json({"predictions": await score(model, "predict_batch", rows)})
 
     app.include_router(predicts)
-    hot.update(lean_routes(app, {"/predict": predict_fast, "/predict/batch": predict_batch_fast}))
+    app.hot.routes.update({"/predict": predict_fast, "/predict/batch": predict_batch_fast})
     app.include_router(feedback_router(s, responses))
     app.include_router(monitoring_router(monitoring))
 

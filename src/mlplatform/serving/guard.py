@@ -20,32 +20,42 @@ async def _reply(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class RequestGuard:
-    """401 without the right key on `protected` paths; 413 for bodies over `max_body_bytes`."""
+class Limits:
+    """The API key on `protected` paths and the body limit, checked on the raw scope."""
 
-    def __init__(
-        self, app: ASGIApp, api_key: str, max_body_bytes: int, protected: tuple[str, ...]
-    ) -> None:
-        self.app = app
+    def __init__(self, api_key: str, max_body_bytes: int, protected: tuple[str, ...]) -> None:
         self.key = api_key.encode()
         self.max_body = max_body_bytes
         self.protected = protected
 
-    def _authorised(self, scope: Scope) -> bool:
+    def authorised(self, scope: Scope) -> bool:
         if not self.key or not scope["path"].startswith(self.protected):
             return True
         sent = next((v for k, v in scope["headers"] if k == _HEADER), b"")
         return hmac.compare_digest(sent, self.key)  # bytes: any key compares, none raises
 
+    def within(self, length: bytes) -> bool:
+        """A declared Content-Length is a number within the limit."""
+        return length.isdigit() and int(length) <= self.max_body
+
+
+class RequestGuard:
+    """401 without the right key on `protected` paths; 413 for bodies over `max_body_bytes`."""
+
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+        self.max_body = limits.max_body
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not self._authorised(scope):
+        if not self.limits.authorised(scope):
             await _reply(send, 401, f"missing or wrong API key in the {API_KEY_HEADER} header")
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and not self.limits.within(length):
             await _reply(send, 413, f"request body over {self.max_body} bytes")
             return
         if length is not None:

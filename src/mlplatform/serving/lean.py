@@ -1,25 +1,32 @@
-"""A lean path for the hot routes (`/predict`, `/predict/batch`), in front of FastAPI's own.
+"""A lean path for the hot routes (`/predict`, `/predict/batch`), outside FastAPI's own.
 
-FastAPI's per-request machinery (a Request object, solving the dependencies, `json.loads` and
-then validation of the Python objects, a response object) costs several times what the model
-does. The lean path reads the body, and when the request is the common case (a JSON body that
-validates in one step, a model loaded) it answers itself. Anything else (a bad body, another
-content type, no champion, a client that left) is replayed, message by message, into the
-route's FastAPI handler, which answers exactly as it always has: errors, 422 format and 503
-come from one place. The routes stay FastAPI routes, so the OpenAPI docs are unchanged; the
-lean path runs inside the app's own middlewares (API key and body limit, metrics) and sets
-`scope["route"]` as the router does, which is the metrics' handler label.
+FastAPI's per-request machinery (its error middleware, a Request object, solving the
+dependencies, `json.loads` and then validation of the Python objects, a response object) and
+each ASGI middleware layer cost more than the model does. So the app itself (`ServingApp`, a
+FastAPI) first offers a POST to a hot path to `HotRoutes`. When the request is the common case
+(the right API key, a JSON body with a Content-Length within the limit, a body that validates
+in one step, a model loaded) it answers and records the request's metrics itself. Anything
+else (no or a wrong key, no length, another content type, a bad body, no champion, a client
+that left, an error) goes, message by message as it came, through the whole app: the guard,
+the metrics, the router and the route's handler, which answer exactly as they always have.
+401, 413, the 422 format, 503 and 500 come from one place. The routes stay FastAPI routes, so
+the OpenAPI docs are unchanged.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 import msgspec
-from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastapi import FastAPI
+from mlplatform.serving.guard import Limits
+from mlplatform.serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
 
 # The answer's bytes, or None to let FastAPI's handler answer.
 FastAnswer = Callable[[bytes], Awaitable[bytes | None]]
@@ -28,71 +35,79 @@ _JSON = b"application/json"
 encode_json = msgspec.json.Encoder().encode  # one C call per answer; ~20x json.dumps at 100 rows
 
 
-def _is_json(scope: Scope) -> bool:
-    """The content type FastAPI parses as JSON, in its common spelling (others go the slow
-    way, which decides as FastAPI always has)."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            value = value.lower()
-            return value == _JSON or value.startswith(_JSON + b";")
-    return False
+class HotRoutes:
+    """The lean answers of the hot paths (`routes`: path -> its answer), within `limits`,
+    recorded in `metrics` under the path as the handler label (the router's label)."""
 
+    def __init__(self, limits: Limits, metrics: ServingMetrics) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.routes: dict[str, FastAnswer] = {}
 
-class LeanRoutes:
-    """ASGI middleware, the innermost of the app's: POSTs to the paths in `routes` take the
-    lean path (skipping the router, FastAPI's exception and exit-stack layers), falling back
-    to the rest of the app. `routes` is filled by `lean_routes` once the routes exist."""
+    def takes(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes
+        )
 
-    def __init__(self, app: ASGIApp, routes: dict[str, tuple[APIRoute, FastAnswer]]) -> None:
-        self.app = app
-        self.routes = routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hot = self.routes.get(scope["path"]) if scope["type"] == "http" else None
-        if hot is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Answer the request, or hand it to `app` as it came."""
+        started = perf_counter()
+        length = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type" and content_type is None:
+                content_type = value.lower()
+        json = content_type == _JSON or (content_type or b"").startswith(_JSON + b";")
+        if not (json and length and self.limits.within(length) and self.limits.authorised(scope)):
+            await app(scope, receive, send)  # the guard and the handler decide, as always
             return
-        route, fast = hot
-        scope["route"] = route  # what the router sets on a match
         messages: list[Message] = []
         chunks: list[bytes] = []
-        complete = False
+        answer = None
         while True:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
-                break  # the client left (or the guard refused the body): FastAPI's way
+                break  # the client left: FastAPI's way
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
-                complete = True
+                try:
+                    answer = await self.routes[scope["path"]](b"".join(chunks))
+                except Exception:  # the handler runs it again and answers 500 as it always does
+                    log.exception(
+                        "lean path of %s failed; the route's handler answers", scope["path"]
+                    )
                 break
-        if complete and _is_json(scope):
-            answer = await fast(b"".join(chunks))
-            if answer is not None:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-length", str(len(answer)).encode()),
-                            (b"content-type", _JSON),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": answer})
-                return
+        if answer is not None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-length", str(len(answer)).encode()),
+                        (b"content-type", _JSON),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": answer})
+            self.metrics.observe_request(scope["path"], "POST", 200, perf_counter() - started)
+            return
         replay = iter(messages)
 
         async def replayed() -> Message:
             return next(replay, None) or await receive()
 
-        await self.app(scope, replayed, send)
+        await app(scope, replayed, send)
 
 
-def lean_routes(
-    app: FastAPI, fast: dict[str, FastAnswer]
-) -> dict[str, tuple[APIRoute, FastAnswer]]:
-    """The FastAPI route of each path in `fast`, with its lean answer (call it after
-    `include_router`: including copies the routes)."""
-    routes = {r.path: r for r in app.router.routes if isinstance(r, APIRoute)}
-    return {path: (routes[path], answer) for path, answer in fast.items()}
+class ServingApp(FastAPI):
+    """FastAPI, with the hot routes offered to `hot` before its middleware stack."""
+
+    hot: HotRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot is not None and self.hot.takes(scope):
+            await self.hot(scope, receive, send, super().__call__)
+        else:
+            await super().__call__(scope, receive, send)
