@@ -60,6 +60,34 @@ def convert_and_predict(pipeline, rows) -> np.ndarray:  # type: ignore[no-untype
     return OnnxPredictor(convert_to_onnx(pipeline)).predict(rows.to_numpy(np.float64))[0]
 
 
+def test_calibrated_and_thresholded_forests_serve_on_onnx_with_sklearns_labels():
+    """Trees compute in double as sklearn does (float32 only at the trees' own comparisons),
+    and an isotonic calibrator interpolates as sklearn's: zero flips on the parity rows."""
+    from mlplatform.calibration import decision_pipeline
+
+    forest = RandomForestClassifier(n_estimators=40, max_depth=6, random_state=0)
+    for method in ("isotonic", "sigmoid", "none"):
+        pipeline = fitted_pipeline(decision_pipeline(fitted_pipeline(forest), method, 0.42, 3)[-1])
+        rows = parity_rows(pipeline, ROWS)
+        predictor, reason = choose_predictor(pipeline, rows)
+        assert predictor.backend == "onnx", (method, reason)
+        labels, proba = predictor.predict(rows.to_numpy(np.float64))
+        np.testing.assert_array_equal(labels, pipeline.predict(rows))
+        assert np.abs(proba - pipeline.predict_proba(rows)[:, 1]).max() < 1e-4, method
+
+
+def test_the_isotonic_calibrator_interpolates_between_thresholds_as_sklearn_does():
+    """skl2onnx alone takes the nearest threshold's value (off by up to ~0.1 here)."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    pipeline = fitted_pipeline(
+        CalibratedClassifierCV(LogisticRegression(max_iter=500), method="isotonic", cv=3)
+    )
+    rows = synthetic_features(3000, seed=5, missing_rate=0.05)
+    proba = OnnxPredictor(convert_to_onnx(pipeline)).predict(rows.to_numpy(np.float64))[1]
+    assert np.abs(proba - pipeline.predict_proba(rows)[:, 1]).max() < 1e-5
+
+
 class UnconvertibleClassifier(LogisticRegression):
     """skl2onnx has no converter registered for this type."""
 
@@ -76,8 +104,8 @@ def test_the_one_input_graph_gives_the_converted_graphs_outputs_exactly():
         rewritten = one_input_graph(converted)
         assert [i.name for i in onnx.load_from_string(rewritten).graph.input] == ["features"]
         assert one_input_graph(rewritten) == rewritten
-        x = ROWS.to_numpy(np.float32)
         per_feature = ort.InferenceSession(converted, providers=["CPUExecutionProvider"])
+        x = ROWS.to_numpy(OnnxPredictor(converted).dtype)  # double for trees
         want = per_feature.run(None, {n: x[:, i : i + 1] for i, n in enumerate(FEATURES)})
         one = ort.InferenceSession(rewritten, providers=["CPUExecutionProvider"])
         for got, expected in zip(one.run(None, {"features": x}), want, strict=True):

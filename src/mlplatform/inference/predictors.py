@@ -17,6 +17,8 @@ is converted without that wrapper: ONNX gives the (calibrated) probabilities and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -75,7 +77,10 @@ class OnnxPredictor:
         self.session = ort.InferenceSession(
             one_input_graph(onnx_bytes), options, providers=["CPUExecutionProvider"]
         )
-        (self.input,) = (i.name for i in self.session.get_inputs())
+        (graph_input,) = self.session.get_inputs()
+        self.input = graph_input.name
+        # float, or double for tree models (see `convert_to_onnx`)
+        self.dtype = np.float64 if graph_input.type == "tensor(double)" else np.float32
         self.outputs = [o.name for o in self.session.get_outputs()]
         # The session's C++ run: `InferenceSession.run` re-checks the feeds against the
         # model's inputs in Python (~25 µs, half of a one-row prediction); the feed below is
@@ -83,11 +88,11 @@ class OnnxPredictor:
         self._run = self.session._sess.run
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels, proba = self._run(self.outputs, {self.input: x.astype(np.float32)}, None)
+        labels, proba = self._run(self.outputs, {self.input: x.astype(self.dtype)}, None)
         p = proba[:, 1].astype(np.float64)
         if self.threshold is not None:
-            # sklearn compares float64 probabilities; comparing in float32 keeps ties exact.
-            return (proba[:, 1] >= np.float32(self.threshold)).astype(np.int64), p
+            # In the graph's own precision: a float32 tie with the threshold stays a tie.
+            return (proba[:, 1] >= proba.dtype.type(self.threshold)).astype(np.int64), p
         return labels.astype(np.int64, copy=False), p
 
 
@@ -105,7 +110,7 @@ def one_input_graph(onnx_bytes: bytes) -> bytes:
     parity check runs on this graph. A graph already in this form is returned as it is.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(onnx_bytes)
     graph = model.graph
@@ -115,6 +120,7 @@ def one_input_graph(onnx_bytes: bytes) -> bytes:
     if sorted(names) != sorted(FEATURES):
         raise ValueError(f"ONNX inputs {names} are not the features {list(FEATURES)}")
     column = {name: FEATURES.index(name) for name in names}
+    element_type = graph.input[0].type.tensor_type.elem_type
     constants: list[onnx.TensorProto] = []
     nodes: list[onnx.NodeProto] = []
     used: set[str] = set()
@@ -137,7 +143,7 @@ def one_input_graph(onnx_bytes: bytes) -> bytes:
     graph.initializer.extend(constants)
     del graph.input[:]
     graph.input.append(
-        helper.make_tensor_value_info(ONE_INPUT, TensorProto.FLOAT, [None, len(FEATURES)])
+        helper.make_tensor_value_info(ONE_INPUT, element_type, [None, len(FEATURES)])
     )
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
@@ -177,19 +183,201 @@ def base_classifiers(pipeline: Pipeline) -> list[object]:
 
 
 def convert_to_onnx(pipeline: Pipeline) -> bytes:
-    """The pipeline (without a threshold wrapper) as ONNX with one float input per raw
-    feature (NaN = unknown)."""
+    """The pipeline (without a threshold wrapper) as ONNX with one input per raw feature
+    (NaN = unknown): float, or for tree models double, computed as sklearn does
+    (`tree_precision_graph`)."""
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
+    tree = is_tree_model(pipeline)
     pipeline = probability_pipeline(pipeline)
     classifier = pipeline.steps[-1][1]
-    model = convert_sklearn(
-        pipeline,
-        initial_types=[(name, FloatTensorType([None, 1])) for name in FEATURES],
-        options={type(classifier): {"zipmap": False}},
-    )
+    tensor = DoubleTensorType if tree else FloatTensorType
+    with _interpolating_isotonic():
+        model = convert_sklearn(
+            pipeline,
+            initial_types=[(name, tensor([None, 1])) for name in FEATURES],
+            options={type(classifier): {"zipmap": False}},
+        )
+    data = bytes(model.SerializeToString())
+    if not tree:
+        return data
+    return tree_precision_graph(data, base_classifiers(pipeline), _fitted_imputers(pipeline))
+
+
+def _fitted_imputers(estimator: Any) -> list[Any]:
+    """Every fitted SimpleImputer inside a pipeline (its float64 fill values)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, SimpleImputer):
+        return [estimator]
+    if isinstance(estimator, Pipeline):
+        return [i for _, step in estimator.steps for i in _fitted_imputers(step)]
+    if isinstance(estimator, ColumnTransformer):
+        return [i for _, t, _ in estimator.transformers_ for i in _fitted_imputers(t)]
+    return []
+
+
+def tree_precision_graph(onnx_bytes: bytes, forests: list[Any], imputers: list[Any]) -> bytes:
+    """A double-precision conversion made to compute exactly what sklearn does.
+
+    In float32 the scaling rounds differently from sklearn's float64, and rows near a split
+    threshold go the other way (hundreds of label flips on the parity rows). sklearn scales
+    in float64 and its trees compare float32 values; skl2onnx rounds every threshold down to
+    the float32 below it, which decides float32 values exactly as the float64 threshold does.
+    So the preprocessing runs in double, each tree ensemble gets its input cast to float
+    (its probabilities are cast back to double for the calibration), and the imputers, which
+    onnxruntime runs only in float, become `Where(IsNaN(x), fill, x)` with the same fill.
+    The imputers' fill values are `imputers`' float64 ones (the graph holds float32 copies).
+    `forests` are the fitted ensembles, in the graph's order: each threshold becomes the
+    float32 at or below sklearn's float64 one (skl2onnx rounds to the nearest float32, which
+    decides a value between the two the other way).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    nodes: list[onnx.NodeProto] = []
+    ensembles = iter(forests)
+    for i, node in enumerate(graph.node):
+        if node.op_type == "Imputer":
+            attrs = {a.name: a for a in node.attribute}
+            if not np.isnan(attrs["replaced_value_float"].f):
+                raise ValueError("only imputers of missing values (NaN) are rewritten")
+            fill = _exact_fill(np.array(attrs["imputed_value_floats"].floats, np.float32), imputers)
+            graph.initializer.append(numpy_helper.from_array(fill, f"imputer{i}_fill"))
+            (x,), (y,) = node.input, node.output
+            nodes.append(helper.make_node("IsNaN", [x], [f"imputer{i}_missing"]))
+            nodes.append(
+                helper.make_node("Where", [f"imputer{i}_missing", f"imputer{i}_fill", x], [y])
+            )
+        elif node.op_type == "TreeEnsembleClassifier":
+            _floor_thresholds(node, next(ensembles))
+            x, proba = node.input[0], node.output[1]
+            nodes.append(helper.make_node("Cast", [x], [f"trees{i}_x"], to=TensorProto.FLOAT))
+            node.input[0], node.output[1] = f"trees{i}_x", f"trees{i}_proba"
+            nodes.append(node)
+            nodes.append(
+                helper.make_node("Cast", [f"trees{i}_proba"], [proba], to=TensorProto.DOUBLE)
+            )
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for output in graph.output:  # an uncalibrated forest's probabilities are the output
+        if output.type.tensor_type.elem_type == TensorProto.FLOAT:
+            output.type.tensor_type.elem_type = TensorProto.DOUBLE
+    onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def _exact_fill(converted: np.ndarray, imputers: list[Any]) -> np.ndarray:
+    """The float64 fill values of the one imputer whose float32 copy the graph holds."""
+    found = [
+        np.asarray(i.statistics_, np.float64)
+        for i in imputers
+        if np.array_equal(np.asarray(i.statistics_, np.float32), converted, equal_nan=True)
+    ]
+    if not found or any(not np.array_equal(f, found[0], equal_nan=True) for f in found):
+        raise ValueError("no single fill matches an Imputer node of the graph")
+    return found[0].reshape(1, -1)
+
+
+def _floor_thresholds(node: Any, forest: Any) -> None:
+    """Set a TreeEnsembleClassifier's thresholds to the float32 at or below the forest's
+    float64 ones: `float32 x <= that` decides as sklearn's `float32 x <= float64 threshold`."""
+    attrs = {a.name: a for a in node.attribute}
+    estimators = getattr(forest, "estimators_", None)
+    if estimators is None or {m.decode() for m in attrs["nodes_modes"].strings} - {
+        "BRANCH_LEQ",
+        "LEAF",
+    }:
+        return  # not a forest of sklearn trees (HistGradientBoosting): the parity check decides
+    trees = [getattr(e, "tree_", None) or e[0].tree_ for e in np.ravel(estimators)]
+    exact = np.array(
+        [
+            trees[t].threshold[n]
+            for t, n in zip(attrs["nodes_treeids"].ints, attrs["nodes_nodeids"].ints, strict=True)
+        ]
+    )
+    leaf = np.array([m == b"LEAF" for m in attrs["nodes_modes"].strings])
+    below = exact.astype(np.float32)
+    below = np.where(below > exact, np.nextafter(below, np.float32(-np.inf)), below)
+    below[leaf] = np.asarray(attrs["nodes_values"].floats, np.float32)[leaf]
+    converted = np.asarray(attrs["nodes_values"].floats, np.float32)
+    if np.abs(below - converted).max(initial=0) > np.abs(np.spacing(converted)).max(initial=0):
+        raise ValueError("the graph's trees are not the forest's")  # more than a rounding apart
+    del attrs["nodes_values"].floats[:]
+    attrs["nodes_values"].floats.extend(below.tolist())
+
+
+@contextmanager
+def _interpolating_isotonic() -> Iterator[None]:
+    """skl2onnx (1.20) converts an isotonic calibrator as the y of the nearest threshold;
+    sklearn interpolates between thresholds (np.interp). While converting, the calibrator's
+    graph interpolates: j = the last threshold <= x (clipped to the first segment), then
+    y[j] + (x - x[j]) * (y[j+1] - y[j]) / (x[j+1] - x[j]), the slope clipped to the segment."""
+    from skl2onnx.operator_converters import calibrated_classifier_cv as module
+
+    original = module._transform_isotonic
+
+    def interpolating(
+        scope: Any, container: Any, model: Any, t: str, k: int, dtype: Any, proto_type: int
+    ) -> str:
+        calibrator = model.calibrators[k]
+        xs = np.asarray(calibrator.X_thresholds_, dtype=dtype)
+        ys = np.asarray(calibrator.y_thresholds_, dtype=dtype)
+        if len(xs) < 2:
+            return str(original(scope, container, model, t, k, dtype, proto_type))
+        name = scope.get_unique_variable_name
+
+        def const(value: Any, shape: list[int]) -> str:
+            var = name("isotonic_const")
+            container.add_initializer(var, proto_type, shape, np.asarray(value).ravel().tolist())
+            return var
+
+        def node(op: str, inputs: list[str], **attrs: Any) -> str:
+            out = name(f"isotonic_{op.lower()}")
+            container.add_node(op, inputs, out, name=scope.get_unique_operator_name(op), **attrs)
+            return out
+
+        column = node("Reshape", [t, const_int(container, name, [-1, 1])])
+        below = node("Cast", [node("LessOrEqual", [const(xs, [1, len(xs)]), column])], to=7)
+        count = node("ReduceSum", [below, const_int(container, name, [1])], keepdims=1)
+        j = node(
+            "Clip",
+            [
+                node("Sub", [count, const_int(container, name, 1)]),
+                const_int(container, name, 0),
+                const_int(container, name, len(xs) - 2),
+            ],
+        )
+        j1 = node("Add", [j, const_int(container, name, 1)])
+        x_table, y_table = const(xs, [len(xs)]), const(ys, [len(ys)])
+        x0, x1 = node("Gather", [x_table, j]), node("Gather", [x_table, j1])
+        y0, y1 = node("Gather", [y_table, j]), node("Gather", [y_table, j1])
+        share = node("Div", [node("Sub", [column, x0]), node("Sub", [x1, x0])])
+        share = node("Clip", [share, const(0.0, []), const(1.0, [])])
+        return node("Add", [y0, node("Mul", [share, node("Sub", [y1, y0])])])
+
+    module._transform_isotonic = interpolating
+    try:
+        yield
+    finally:
+        module._transform_isotonic = original
+
+
+def const_int(container: Any, name: Any, value: Any) -> str:
+    """An int64 initializer (shapes, indices, axes)."""
+    from onnx import TensorProto
+
+    var = name("isotonic_int")
+    values = np.asarray(value, dtype=np.int64)
+    container.add_initializer(var, TensorProto.INT64, list(values.shape), values.ravel().tolist())
+    return str(var)
 
 
 def _is_tree(classifier: object) -> bool:
