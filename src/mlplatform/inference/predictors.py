@@ -88,12 +88,23 @@ class OnnxPredictor:
         self._run = self.session._sess.run
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels, proba = self._run(self.outputs, {self.input: x.astype(self.dtype)}, None)
+        if len(x) == 1:
+            # onnxruntime's one-row matrix product rounds differently from its many-row one
+            # (the last bits of a linear model's probability): a row gets the same answer
+            # alone, in a batch or coalesced with others (`serving.coalesce`).
+            labels, proba = self._run_rows(np.repeat(x, 2, axis=0))
+            labels, proba = labels[:1], proba[:1]
+        else:
+            labels, proba = self._run_rows(x)
         p = proba[:, 1].astype(np.float64)
         if self.threshold is not None:
             # In the graph's own precision: a float32 tie with the threshold stays a tie.
             return (proba[:, 1] >= proba.dtype.type(self.threshold)).astype(np.int64), p
         return labels.astype(np.int64, copy=False), p
+
+    def _run_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, proba = self._run(self.outputs, {self.input: x.astype(self.dtype)}, None)
+        return labels, proba
 
 
 ONE_INPUT = "features"
