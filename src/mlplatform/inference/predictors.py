@@ -6,8 +6,9 @@ with skl2onnx runs in ~0.05 ms. A conversion is used only if it gives the same a
 registered pipeline on the parity rows, by family:
 - linear and kernel models (LR, SVM): the same labels, probabilities within 1e-5;
 - tree models: zero label flips on at least 20,000 realistic rows (real rows resampled and
-  jittered, plus rows sitting exactly on every split threshold, where float32 thresholds
-  flip labels), probabilities within 0.05.
+  jittered, plus rows sitting exactly on every split threshold, where any rounding that
+  differs from sklearn's flips labels), probabilities within 0.05. Their graph computes in
+  double as sklearn does, float32 only inside the trees (`tree_precision_graph`).
 Otherwise the caller falls back to sklearn and says why.
 
 A model with its decision threshold inside (FixedThresholdClassifier, mlplatform.calibration)
@@ -17,6 +18,7 @@ is converted without that wrapper: ONNX gives the (calibrated) probabilities and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +31,7 @@ from mlplatform.inference.contract import FEATURES
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+_CONVERTING = threading.Lock()
 # Labels must always agree exactly. Probabilities: float32 tree thresholds move them slightly.
 LINEAR_TOLERANCE = 1e-5
 TREE_TOLERANCE = 0.05
@@ -236,9 +239,8 @@ def tree_precision_graph(onnx_bytes: bytes, forests: list[Any], imputers: list[A
 
     In float32 the scaling rounds differently from sklearn's float64, and rows near a split
     threshold go the other way (hundreds of label flips on the parity rows). sklearn scales
-    in float64 and its trees compare float32 values; skl2onnx rounds every threshold down to
-    the float32 below it, which decides float32 values exactly as the float64 threshold does.
-    So the preprocessing runs in double, each tree ensemble gets its input cast to float
+    in float64 and its trees compare float32 values with float64 thresholds. So the
+    preprocessing runs in double, each tree ensemble gets its input cast to float
     (its probabilities are cast back to double for the calibration), and the imputers, which
     onnxruntime runs only in float, become `Where(IsNaN(x), fill, x)` with the same fill.
     The imputers' fill values are `imputers`' float64 ones (the graph holds float32 copies).
@@ -330,7 +332,8 @@ def _interpolating_isotonic() -> Iterator[None]:
     """skl2onnx (1.20) converts an isotonic calibrator as the y of the nearest threshold;
     sklearn interpolates between thresholds (np.interp). While converting, the calibrator's
     graph interpolates: j = the last threshold <= x (clipped to the first segment), then
-    y[j] + (x - x[j]) * (y[j+1] - y[j]) / (x[j+1] - x[j]), the slope clipped to the segment."""
+    y[j] + s * (y[j+1] - y[j]) with s = (x - x[j]) / (x[j+1] - x[j]) clipped to [0, 1], which
+    is also the calibrator's clipping outside its range. The parity check still decides."""
     from skl2onnx.operator_converters import calibrated_classifier_cv as module
 
     original = module._transform_isotonic
@@ -341,7 +344,7 @@ def _interpolating_isotonic() -> Iterator[None]:
         calibrator = model.calibrators[k]
         xs = np.asarray(calibrator.X_thresholds_, dtype=dtype)
         ys = np.asarray(calibrator.y_thresholds_, dtype=dtype)
-        if len(xs) < 2:
+        if len(xs) < 2 or calibrator.out_of_bounds != "clip":
             return str(original(scope, container, model, t, k, dtype, proto_type))
         name = scope.get_unique_variable_name
 
@@ -355,18 +358,18 @@ def _interpolating_isotonic() -> Iterator[None]:
             container.add_node(op, inputs, out, name=scope.get_unique_operator_name(op), **attrs)
             return out
 
-        column = node("Reshape", [t, const_int(container, name, [-1, 1])])
+        column = node("Reshape", [t, _int_constant(container, name, [-1, 1])])
         below = node("Cast", [node("LessOrEqual", [const(xs, [1, len(xs)]), column])], to=7)
-        count = node("ReduceSum", [below, const_int(container, name, [1])], keepdims=1)
+        count = node("ReduceSum", [below, _int_constant(container, name, [1])], keepdims=1)
         j = node(
             "Clip",
             [
-                node("Sub", [count, const_int(container, name, 1)]),
-                const_int(container, name, 0),
-                const_int(container, name, len(xs) - 2),
+                node("Sub", [count, _int_constant(container, name, 1)]),
+                _int_constant(container, name, 0),
+                _int_constant(container, name, len(xs) - 2),
             ],
         )
-        j1 = node("Add", [j, const_int(container, name, 1)])
+        j1 = node("Add", [j, _int_constant(container, name, 1)])
         x_table, y_table = const(xs, [len(xs)]), const(ys, [len(ys)])
         x0, x1 = node("Gather", [x_table, j]), node("Gather", [x_table, j1])
         y0, y1 = node("Gather", [y_table, j]), node("Gather", [y_table, j1])
@@ -374,14 +377,15 @@ def _interpolating_isotonic() -> Iterator[None]:
         share = node("Clip", [share, const(0.0, []), const(1.0, [])])
         return node("Add", [y0, node("Mul", [share, node("Sub", [y1, y0])])])
 
-    module._transform_isotonic = interpolating
-    try:
-        yield
-    finally:
-        module._transform_isotonic = original
+    with _CONVERTING:  # the model watcher's thread and a caller may convert at once
+        module._transform_isotonic = interpolating
+        try:
+            yield
+        finally:
+            module._transform_isotonic = original
 
 
-def const_int(container: Any, name: Any, value: Any) -> str:
+def _int_constant(container: Any, name: Any, value: Any) -> str:
     """An int64 initializer (shapes, indices, axes)."""
     from onnx import TensorProto
 

@@ -45,7 +45,6 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
         self.limits = limits
-        self.max_body = limits.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,7 +55,7 @@ class RequestGuard:
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and not self.limits.within(length):
-            await _reply(send, 413, f"request body over {self.max_body} bytes")
+            await _reply(send, 413, f"request body over {self.limits.max_body} bytes")
             return
         if length is not None:
             # The server reads exactly Content-Length bytes as the body (a longer one is a
@@ -71,12 +70,12 @@ class RequestGuard:
             message = await receive()
             if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > self.limits.max_body:
                     # A chunked body without a length that grew past the limit: answer now,
                     # and tell the app the client left, so it stops reading.
                     refused = True
                     if not started:
-                        await _reply(send, 413, f"request body over {self.max_body} bytes")
+                        await _reply(send, 413, f"request body over {self.limits.max_body} bytes")
                     return {"type": "http.disconnect"}
             return message
 
