@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import numpy as np
@@ -32,26 +33,28 @@ def pipeline():
 
 
 class CountingPredictor:
-    """The ONNX predictor, counting its calls and the rows in each."""
+    """A predictor, counting its calls and the rows in each (slowly, if asked)."""
 
-    backend = "onnx"
-
-    def __init__(self, inner: OnnxPredictor) -> None:
+    def __init__(self, inner, seconds: float = 0.0) -> None:  # type: ignore[no-untyped-def]
         self.inner = inner
+        self.backend = inner.backend
+        self.seconds = seconds
         self.calls: list[int] = []
         self.fail = False
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.calls.append(len(x))
+        time.sleep(self.seconds)
         if self.fail:
-            raise RuntimeError("onnxruntime failed")
+            raise RuntimeError("the model failed")
         return self.inner.predict(x)
 
 
-def serving(pipeline, settings: Settings = SETTINGS):  # type: ignore[no-untyped-def]
+def serving(pipeline, settings: Settings = SETTINGS, inner=None, seconds: float = 0.0):  # type: ignore[no-untyped-def]
     holder = holder_serving(pipeline, settings)
-    counting = CountingPredictor(holder.current.predictor)
+    counting = CountingPredictor(inner or holder.current.predictor, seconds)
     object.__setattr__(holder.current, "predictor", counting)
+    object.__setattr__(holder.current, "backend_reason", f"test: {counting.backend}")
     return create_app(settings, holder, background=False), counting
 
 
@@ -99,3 +102,29 @@ def test_a_failing_call_leaves_each_request_to_its_handler(pipeline):
     assert [r.status_code for r in responses] == [500] * 5
     assert "prediction_log" not in json.dumps([r.text for r in responses])
     assert app.state.prediction_log.records() == []
+
+
+def test_a_model_on_sklearn_has_one_call_in_flight_and_the_rows_that_wait_share_the_next():
+    """On a thread, a call takes every row that arrived while the previous one ran; each
+    answer is the one the row gets alone (a forest scores rows independently)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mlplatform.inference.predictors import SklearnPredictor
+
+    forest = fitted_pipeline(RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0))
+    app, counting = serving(forest, inner=SklearnPredictor(forest), seconds=0.05)
+    assert counting.backend == "sklearn"
+
+    async def waves() -> list[httpx.Response]:
+        first = asyncio.ensure_future(post_all(app, ROWS[:3]))
+        await asyncio.sleep(0.02)  # the first call is in flight: these wait for it
+        return [*await post_all(app, ROWS[3:]), *await first]
+
+    responses = asyncio.run(waves())
+    assert [r.status_code for r in responses] == [200] * len(ROWS)
+    assert sum(counting.calls) == len(ROWS) and len(counting.calls) <= 4, counting.calls
+    alone = SklearnPredictor(forest)
+    for row, got in zip(ROWS[3:] + ROWS[:3], responses, strict=True):
+        x = np.array([[np.nan if row[f] is None else row[f] for f in FEATURES]], float)
+        labels, proba = alone.predict(x)
+        assert got.json()["probability"] == proba[0] and got.json()["label"] == labels[0]

@@ -185,8 +185,12 @@ def create_app(
         x = rows_to_matrix(rows)
         return answers(model, endpoint, x, *await run_in_threadpool(model.predictor.predict, x))
 
-    # Single rows on ONNX that arrive together share one call (`serving.coalesce`).
-    coalesced = Coalescer(lambda model, rows: score_now(model, "predict", rows))
+    # Single rows that arrive together share one call (`serving.coalesce`).
+    coalesced = Coalescer(
+        lambda model, rows: score_now(model, "predict", rows),
+        lambda model, rows: score(model, "predict", rows),
+        in_thread=lambda model: model.backend != "onnx",
+    )
 
     responses: dict[int | str, dict[str, Any]] = {
         401: {"description": "API key missing or wrong (only when API_KEY is set)"},
@@ -221,9 +225,7 @@ def create_app(
             patient = Patient.model_validate_json(body)
         except ValidationError:
             return None
-        if model.backend == "onnx":
-            return encode_json(await coalesced.submit(model, patient))
-        return encode_json((await score(model, "predict", [patient]))[0])
+        return encode_json(await coalesced.submit(model, patient))
 
     async def predict_batch_fast(body: bytes) -> bytes | None:
         model = holder.current
