@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.evaluation import Predictions
 from mlplatform.monitoring.policy import INSUFFICIENT_DATA, OK, Status
 from mlplatform.spec import SPEC
 
@@ -132,14 +133,11 @@ def predictions_frame(x: pd.DataFrame, labels: Any, proba: Any) -> pd.DataFrame:
     )
 
 
-def positive_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
-    return np.asarray(model.predict_proba(x)[:, list(model.classes_).index(1)])
-
-
 def with_predictions(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """The rows' 13 features with the model's `label` and `probability`."""
     x = rows[list(SPEC.feature_names)]
-    return predictions_frame(x, model.predict(x), positive_proba(model, x))
+    predicted = Predictions.of(model, x)
+    return predictions_frame(x, predicted.labels, predicted.proba)
 
 
 def reference_frame(model: Any, train: pd.DataFrame, folds: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -162,8 +160,8 @@ def reference_frame(model: Any, train: pd.DataFrame, folds: int = 5, seed: int =
     # One fit per fold gives both columns (cross_val_predict twice fitted every fold twice).
     for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         fold_model = clone(model).fit(x.iloc[fit_rows], y.iloc[fit_rows])
-        labels[held_out] = fold_model.predict(x.iloc[held_out])
-        proba[held_out] = positive_proba(fold_model, x.iloc[held_out])
+        predicted = Predictions.of(fold_model, x.iloc[held_out])
+        labels[held_out], proba[held_out] = predicted.labels, predicted.proba
     return predictions_frame(x, labels, proba)
 
 
