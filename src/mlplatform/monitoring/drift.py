@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.evaluation import Predictions
 from mlplatform.monitoring.policy import INSUFFICIENT_DATA, OK, Status
 from mlplatform.spec import SPEC
 
@@ -135,6 +134,8 @@ def predictions_frame(x: pd.DataFrame, labels: Any, proba: Any) -> pd.DataFrame:
 
 def with_predictions(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """The rows' 13 features with the model's `label` and `probability`."""
+    from mlplatform.evaluation import Predictions  # sklearn: loaded on use (DAG files import this)
+
     x = rows[list(SPEC.feature_names)]
     predicted = Predictions.of(model, x)
     return predictions_frame(x, predicted.labels, predicted.proba)
@@ -154,6 +155,8 @@ def reference_frame(model: Any, train: pd.DataFrame, folds: int = 5, seed: int =
         return with_predictions(model, train)
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
+
+    from mlplatform.evaluation import Predictions
 
     x, y = train[list(SPEC.feature_names)], train[SPEC.target].astype(int)
     labels, proba = np.zeros(len(x), dtype=int), np.zeros(len(x))
