@@ -128,3 +128,28 @@ def test_a_model_on_sklearn_has_one_call_in_flight_and_the_rows_that_wait_share_
         x = np.array([[np.nan if row[f] is None else row[f] for f in FEATURES]], float)
         labels, proba = alone.predict(x)
         assert got.json()["probability"] == proba[0] and got.json()["label"] == labels[0]
+
+
+def test_rows_of_the_next_turn_join_the_call_and_later_rows_get_their_own():
+    """The call waits two turns of the loop after its first row: a row queued by a callback
+    of the next turn (a request read by the poll in between) shares it; one queued after the
+    call does not."""
+    from mlplatform.serving.coalesce import Coalescer
+
+    calls: list[list[str]] = []
+
+    def score(model: object, rows: list[str]) -> list[str]:
+        calls.append(rows)
+        return [f"{row}!" for row in rows]
+
+    async def turns() -> list[str]:
+        coalescer = Coalescer(score, score_later=None, in_thread=lambda model: False)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        first = coalescer.submit("m", "a")
+        joined: list[asyncio.Future[str]] = []
+        loop.call_soon(lambda: joined.append(coalescer.submit("m", "b")))
+        answers = [await first, await joined[0]]
+        return [*answers, await coalescer.submit("m", "c")]
+
+    assert asyncio.run(turns()) == ["a!", "b!", "c!"]
+    assert calls == [["a", "b"], ["c"]]

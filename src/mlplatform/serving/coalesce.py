@@ -3,11 +3,14 @@
 On one uvicorn worker, the requests read in one turn of the event loop all reach the lean
 path in the next; each would call the model once, and a call costs more than the rows in it
 (~45 µs under load for one row of a linear model on onnxruntime, milliseconds on sklearn).
-`Coalescer` queues each row with a future and, once the loop has run everything ready, scores
-the queued rows of each model in one call, logs them as one entry and answers every future.
+`Coalescer` queues each row with a future and scores the queued rows of each model in one
+call two turns of the loop after the first row came, logs them as one entry and answers every
+future. Two turns, not one: the requests read by the poll between them (their tasks start
+after a one-turn flush) join the call too. At c=8 that took a call from 3.5 rows on average
+to most of the 8, and the service from ~0.45 to ~0.6 of the bare server's throughput.
 
-- A model scored in the event loop (ONNX, ~0.05 ms) is scored right then; a request waits one
-  more turn of the loop, microseconds. At concurrency 1 a "batch" is one row.
+- A model scored in the event loop (ONNX, ~0.05 ms) is scored right then; a request waits two
+  more turns of the loop, microseconds. At concurrency 1 a "batch" is one row.
 - A model scored on a thread (sklearn) has one call in flight at a time: rows that arrive
   meanwhile wait for it and go together in the next call, so under load a call takes what
   arrived while the previous one ran.
@@ -49,7 +52,7 @@ class Coalescer:
         queueing and scoring does not change which model answers it)."""
         loop = asyncio.get_running_loop()
         if not self.waiting:
-            loop.call_soon(self._flush)
+            loop.call_soon(loop.call_soon, self._flush)  # two turns (see the module's doc)
         future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((model, row, future))
         return future
