@@ -199,11 +199,35 @@ def test_rows_to_matrix_is_in_feature_order_whatever_the_body_order():
 def test_batch_ids_and_label_names_are_what_pandas_casts_would_give():
     from mlplatform.batch import _as_text, _label_names
 
-    ids = pd.Series(np.array([0, 7, 123456789, 2**40]), index=[3, 4, 5, 6])
-    text = _as_text(ids)
-    pd.testing.assert_series_equal(text, ids.astype("str").astype(object))
-    assert all(type(v) is str for v in text)
+    for ids in (
+        pd.Series(np.array([0, 7, 123456789, 2**40]), index=[3, 4, 5, 6]),
+        pd.Series([1.5, 2.0, np.nan]),
+        pd.Series(["a", None, "c"], dtype=object),
+    ):
+        text = _as_text(ids)
+        assert text.tolist() == ids.astype("str").tolist() and text.index.equals(ids.index)
+        assert all(type(v) is str for v in text)
     labels = pd.Series(np.array([1, 0, 1], np.int64))
     names = SPEC.label_names
     assert _label_names(labels).tolist() == [names[1], names[0], names[1]]
     assert _label_names(pd.Series(np.array([0, 5]))).tolist() == [names[0], "5"]
+
+
+def test_a_predictions_part_reads_back_as_a_pandas_written_one():
+    """Parts are written from Arrow (their text built in C): pandas reads them back with
+    the same columns, dtypes and values as the frame pandas itself would have written."""
+    import io
+
+    from mlplatform.batch import predictions_table
+    from mlplatform.lake import table_parquet
+
+    pipeline = fitted_pipeline(LogisticRegression(max_iter=500))
+    model = LoadedModel("m", "3", None, None, {}, SklearnPredictor(pipeline), "test")
+    chunk = synthetic_features(50, seed=4).astype(object)
+    chunk.loc[5, "age"] = "abc"
+    predictions, _ = score_chunk(chunk, 10, model, pd.Timestamp.now(tz="UTC"))
+    ours = pd.read_parquet(io.BytesIO(table_parquet(predictions_table(predictions))))
+    as_python = predictions.astype({c: object for c in ("row_id", "label_name", "model_version")})
+    by_pandas = pd.read_parquet(io.BytesIO(as_python.to_parquet(index=False)))
+    pd.testing.assert_frame_equal(ours, by_pandas)
+    assert ours["row_id"].tolist()[:6] == ["10", "11", "12", "13", "14", "16"]
