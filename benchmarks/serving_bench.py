@@ -218,17 +218,26 @@ def batch_logic_vs_in_process(
     A small file goes through first, so imports and connection set-up are not timed. The
     benchmark's files are deleted afterwards.
     """
-    from mlplatform.batch import score_file
+    from mlplatform.batch import batch_model
     from mlplatform.inference.loading import load_champion
     from mlplatform.lake import Lake
-    from mlplatform.store import BATCH_DONE, BATCH_INCOMING, BATCH_OUTPUT, DataStore
+    from mlplatform.store import DataStore
 
     store = DataStore(Lake(settings))
-    model = load_champion(settings, fast=False)
-    pipeline = model.predictor.pipeline  # type: ignore[attr-defined]
+    pipeline = load_champion(settings, fast=False).predictor.pipeline  # type: ignore[attr-defined]
+    with batch_model(settings) as model:  # as the DAG's task loads it
+        print(f"batch scores with: {model.backend_reason[:120]}")
+        return _batch_rounds(store, model, pipeline, rows, rounds, settings.BATCH_CHUNK_ROWS)
+
+
+def _batch_rounds(
+    store: Any, model: Any, pipeline: Any, rows: int, rounds: int, chunk: int
+) -> list[tuple[float, float, float]]:
+    from mlplatform.batch import score_file
+    from mlplatform.store import BATCH_DONE, BATCH_INCOMING, BATCH_OUTPUT
+
     frame = synthetic_features(rows, seed=5, missing_rate=0.02)
     tag = f"bench-{uuid.uuid4().hex[:8]}"
-    chunk = settings.BATCH_CHUNK_ROWS
 
     def drop(name: str, data: Any) -> str:
         return store.drop_batch_file(name, data.to_csv(index=False).encode())

@@ -9,9 +9,10 @@ as text) and `_SUCCESS.json` last, then moves the input to `batch/done/`.
 Chunks of BATCH_CHUNK_ROWS rows bound memory. Every object is written atomically
 and the run's output prefix is cleared before scoring, so a retry after a crash
 rewrites the same keys instead of duplicating rows; another run of a re-dropped file
-of the same name writes its own prefix. Batch uses the registered
-sklearn pipeline itself (its per-call overhead is amortised over a chunk), so its
-labels are the registered model's exactly. The parts' text columns are built and written
+of the same name writes its own prefix. Labels are the registered model's exactly: a
+linear model scores on its verified ONNX twin, with the rows near the decision threshold
+scored again by the registered sklearn pipeline; a tree model on the pipeline itself
+(`predictors.batch_predictor`). The parts' text columns are built and written
 as Arrow strings (`predictions_table`, `Lake.write_table`); pandas reads them back as it
 read the parts it wrote itself.
 """
@@ -265,16 +266,16 @@ def score_file(
 
 @contextmanager
 def batch_model(settings: Settings) -> Iterator[LoadedModel]:
-    """The champion as BATCH_ENGINE scores it: in this process (the registered sklearn
-    pipeline), or on Spark through MLflow's spark_udf (the session lives as long as the
-    context). Either way `score_file` writes the same output."""
+    """The champion as BATCH_ENGINE scores it: in this process (`batch_predictor`), or on
+    Spark through MLflow's spark_udf (the session lives as long as the context). Either way
+    `score_file` writes the same output."""
     if settings.BATCH_ENGINE == "spark":
         from mlplatform.spark_batch import spark_model
 
         with spark_model(settings) as model:
             yield model
     else:
-        yield load_champion(settings, fast=False)
+        yield load_champion(settings, fast=True, batch=True)
 
 
 def run(store: DataStore, settings: Settings) -> list[FileResult]:

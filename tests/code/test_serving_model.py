@@ -231,3 +231,45 @@ def test_a_predictions_part_reads_back_as_a_pandas_written_one():
     by_pandas = pd.read_parquet(io.BytesIO(as_python.to_parquet(index=False)))
     pd.testing.assert_frame_equal(ours, by_pandas)
     assert ours["row_id"].tolist()[:6] == ["10", "11", "12", "13", "14", "16"]
+
+
+def test_batch_scores_a_linear_model_on_onnx_with_the_pipelines_labels_and_a_forest_on_sklearn():
+    from mlplatform.inference.predictors import BoundaryCheckedPredictor, batch_predictor
+
+    linear = fitted_pipeline(LogisticRegression(max_iter=500))
+    served, _ = choose_predictor(linear, parity_rows(linear, ROWS))
+    checked, reason = batch_predictor(linear, served)
+    assert isinstance(checked, BoundaryCheckedPredictor), reason
+    x = synthetic_features(20_000, seed=12, missing_rate=0.05)[list(FEATURES)].to_numpy(float)
+    labels, proba = checked.predict(x)
+    np.testing.assert_array_equal(labels, linear.predict(pd.DataFrame(x, columns=FEATURES)))
+    np.testing.assert_allclose(
+        proba, linear.predict_proba(pd.DataFrame(x, columns=FEATURES))[:, 1], atol=1e-5
+    )
+    forest = fitted_pipeline(RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0))
+    served, _ = choose_predictor(forest, parity_rows(forest, ROWS))
+    assert served.backend == "onnx"
+    assert isinstance(batch_predictor(forest, served)[0], SklearnPredictor)
+    assert isinstance(batch_predictor(linear, SklearnPredictor(linear))[0], SklearnPredictor)
+
+
+def test_rows_near_the_threshold_take_the_pipelines_answer():
+    """Where ONNX's probability is within the margin of the threshold, the row takes the
+    pipeline's answer, label and probability, even where ONNX's label would differ."""
+    from mlplatform.inference.predictors import BOUNDARY_MARGIN, BoundaryCheckedPredictor
+
+    truth = np.array([0.9, 0.5 - 1e-5, 0.5 + 1e-5, 0.5, 0.1, 0.5 + 3 * BOUNDARY_MARGIN])
+    skew = np.array([0.0, 2e-5, -2e-5, 0.0, 0.0, 0.0])  # ONNX off by the parity tolerance
+
+    class Fixed:  # pure logic: the "rows" are indices into the answers
+        def __init__(self, proba: np.ndarray, threshold: float | None = None) -> None:
+            self.proba, self.threshold, self.backend = proba, threshold, "fixed"
+
+        def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            proba = self.proba[x[:, 0].astype(int)]
+            return (proba > 0.5).astype(np.int64), proba
+
+    checked = BoundaryCheckedPredictor(Fixed(truth + skew), Fixed(truth), BOUNDARY_MARGIN)  # type: ignore[arg-type]
+    labels, proba = checked.predict(np.arange(len(truth), dtype=float).reshape(-1, 1))
+    assert labels.tolist() == [1, 0, 1, 0, 0, 1]
+    assert proba[1:4].tolist() == truth[1:4].tolist()  # the pipeline's, exactly

@@ -1,7 +1,9 @@
 """Loading a registry version into a ready predictor: the one path that serving and batch share.
 
-Serving asks for the fast path (ONNX when it passes parity); batch keeps the registered sklearn
-pipeline, so its labels are the registered model's exactly. The verified ONNX file is stored
+Serving asks for the fast path (ONNX when it passes parity). Batch takes a linear model's ONNX
+twin too, with the rows near the decision threshold scored again by the registered sklearn
+pipeline, so its labels are the registered model's exactly; a tree model's batches stay on the
+pipeline (`predictors.batch_predictor`). The verified ONNX file is stored
 beside the model's run with its SHA-256 recorded as a version tag, and a stored file is reused
 only when its digest matches that tag: a replaced artifact is never run.
 """
@@ -25,7 +27,9 @@ from mlplatform.inference.contract import FEATURES
 from mlplatform.inference.predictors import (
     Predictor,
     SklearnPredictor,
+    batch_predictor,
     choose_predictor,
+    is_tree_model,
     parity_rows,
 )
 from mlplatform.model_card import card_from_tags
@@ -144,15 +148,19 @@ def _log_onnx(
         log.warning("could not log the ONNX model of version %s: %s", version.version, err)
 
 
-def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedModel:
+def load_model(
+    settings: Settings, version: ModelVersion, fast: bool, batch: bool = False
+) -> LoadedModel:
     """Load a registry version: the sklearn pipeline (as data, never code), and with `fast`
-    the verified ONNX twin."""
+    the verified ONNX twin; with `batch` as well, what batch scores with (`batch_predictor`)."""
     started = time.perf_counter()
     client = registry.configure(settings)
     name = settings.REGISTERED_MODEL_NAME
     pipeline = registry.load_pipeline(registry.model_uri(name, version=version.version))
     predictor: Predictor = SklearnPredictor(pipeline)
-    reason = "batch scoring uses the registered sklearn pipeline"
+    reason = "the registered sklearn pipeline"
+    if batch and is_tree_model(pipeline):
+        fast = False  # its batches stay on the pipeline (`batch_predictor`): skip the parity check
     if fast:
         stored = _stored_onnx(client, version)
         rows = parity_rows(pipeline, real_rows(settings))
@@ -160,6 +168,9 @@ def load_model(settings: Settings, version: ModelVersion, fast: bool) -> LoadedM
         if stored is None:
             onnx = getattr(predictor, "onnx_bytes", None)
             _log_onnx(client, name, version, onnx, reason)
+        if batch:
+            predictor, why = batch_predictor(pipeline, predictor)
+            reason = f"{why}; {reason}"
     return describe(client, name, version, predictor, reason, time.perf_counter() - started)
 
 
@@ -186,9 +197,9 @@ def describe(
     )
 
 
-def load_champion(settings: Settings, fast: bool) -> LoadedModel:
+def load_champion(settings: Settings, fast: bool, batch: bool = False) -> LoadedModel:
     """The champion, loaded; fails loudly when there is none."""
     champion = registry.get_champion(settings)
     if champion is None:
         raise NoChampionError(no_champion_message(settings))
-    return load_model(settings, champion, fast)
+    return load_model(settings, champion, fast, batch)

@@ -481,6 +481,48 @@ def parity_report(pipeline: Pipeline, candidate: Predictor, rows: pd.DataFrame) 
     )
 
 
+# Batch re-scores with sklearn the rows this close to the threshold: ten times the linear
+# parity tolerance.
+BOUNDARY_MARGIN = 10 * LINEAR_TOLERANCE
+
+
+def batch_predictor(pipeline: Pipeline, predictor: Predictor) -> tuple[Predictor, str]:
+    """What a batch job scores with, given the serving choice `predictor`: a linear model's
+    verified ONNX twin with its boundary rows checked by sklearn (2-3x sklearn's rows/s on a
+    50,000-row chunk), else the pipeline itself (a forest's ONNX TreeEnsemble is no faster than
+    sklearn on big batches: 0.76-0.80 s against 0.64-0.72 s for 50,000 rows of the demo's)."""
+    sklearn = SklearnPredictor(pipeline)
+    if isinstance(predictor, OnnxPredictor) and not is_tree_model(pipeline):
+        checked = BoundaryCheckedPredictor(predictor, sklearn, BOUNDARY_MARGIN)
+        return checked, f"batch: ONNX, rows within {BOUNDARY_MARGIN:g} of the threshold on sklearn"
+    return sklearn, "batch: the registered sklearn pipeline"
+
+
+class BoundaryCheckedPredictor:
+    """The ONNX twin for big batches, with the rows whose probability is within the parity
+    `margin` of the decision threshold scored again by the sklearn pipeline: a label is then
+    the pipeline's exactly whenever ONNX's probability is within `margin` of sklearn's (parity
+    verified 1e-5; measured 3e-7 for linear models). The other rows' probabilities are ONNX's,
+    the ones `/predict` answers."""
+
+    backend = "onnx"
+
+    def __init__(self, onnx: OnnxPredictor, sklearn: SklearnPredictor, margin: float) -> None:
+        self.onnx = onnx
+        self.sklearn = sklearn
+        self.margin = margin
+        # Without a threshold wrapper a binary classifier's label is P > 0.5 (ties to 0).
+        self.threshold = 0.5 if sklearn.threshold is None else sklearn.threshold
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, proba = self.onnx.predict(x)
+        near = np.abs(proba - self.threshold) <= self.margin
+        if near.any():
+            labels, proba = labels.copy(), proba.copy()
+            labels[near], proba[near] = self.sklearn.predict(x[near])
+        return labels, proba
+
+
 def choose_predictor(
     pipeline: Pipeline, rows: pd.DataFrame, onnx_bytes: bytes | None = None
 ) -> tuple[Predictor, str]:
