@@ -20,8 +20,11 @@ read the parts it wrote itself.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -30,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -38,6 +41,7 @@ import pyarrow as pa
 
 from mlplatform.inference.contract import FEATURES, LABEL_NAMES, features_matrix, invalid_reasons
 from mlplatform.inference.loading import LoadedModel, load_champion
+from mlplatform.lake import DOWNLOAD_BLOCK_BYTES
 from mlplatform.settings import Settings
 from mlplatform.spec import SPEC
 from mlplatform.store import ROW_ID, DataStore, batch_done_key, batch_output_prefix
@@ -57,10 +61,82 @@ class FileResult:
     model_version: str
 
 
-def iter_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file in chunks of at most `chunk_rows` rows; only about one chunk is in memory."""
-    parquet = path.suffix.lower() == ".parquet"
-    tables = _parquet_tables(path, chunk_rows) if parquet else _csv_tables(path, chunk_rows)
+class Arriving:
+    """A file that another thread is downloading (`fill`): its readers (`open`) wait for the
+    bytes that are not there yet, so a CSV is parsed, and its first chunks scored, while the
+    rest of it arrives. A failed download fails every reader."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.changed = threading.Condition()
+        path.touch()
+
+    def fill(self, stream: BinaryIO) -> None:
+        try:
+            with self.path.open("ab") as out:
+                while block := stream.read(DOWNLOAD_BLOCK_BYTES):
+                    out.write(block)
+                    out.flush()
+                    with self.changed:
+                        self.size += len(block)
+                        self.changed.notify_all()
+        except BaseException as err:
+            self.error = err
+            raise
+        finally:
+            with self.changed:
+                self.done = True
+                self.changed.notify_all()
+
+    def available(self, offset: int) -> int:
+        """Bytes readable past `offset`, once there are some or the download has ended."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.size > offset or self.done)
+            if self.error is not None:
+                raise OSError(f"downloading {self.path.name} failed") from self.error
+            return self.size - offset
+
+    def complete(self) -> Path:
+        self.available(sys.maxsize)
+        return self.path
+
+    def open(self) -> BinaryIO:
+        return io.BufferedReader(_ArrivingReader(self), DOWNLOAD_BLOCK_BYTES)
+
+
+class _ArrivingReader(io.RawIOBase):
+    def __init__(self, arriving: Arriving) -> None:
+        self.arriving = arriving
+        self.file = arriving.path.open("rb")
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self.arriving.available(self.offset))
+        got = self.file.readinto(memoryview(buffer)[:wanted])
+        self.offset += got
+        return got
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def iter_chunks(
+    path: Path, chunk_rows: int, arriving: Arriving | None = None
+) -> Iterator[pd.DataFrame]:
+    """The file in chunks of at most `chunk_rows` rows; only about one chunk is in memory.
+    With `arriving`, the file is still being downloaded: a CSV is read as it comes, a Parquet
+    file (its index is at the end) once it is complete."""
+    if path.suffix.lower() == ".parquet":
+        tables = _parquet_tables(arriving.complete() if arriving else path, chunk_rows)
+    else:
+        tables = _csv_tables(arriving.open if arriving else lambda: path.open("rb"), chunk_rows)
     for table in tables:
         yield _to_frame(table)
 
@@ -73,7 +149,7 @@ def _parquet_tables(path: Path, chunk_rows: int) -> Iterator[Any]:
         yield pa.Table.from_batches([batch])
 
 
-def _csv_tables(path: Path, chunk_rows: int) -> Iterator[Any]:
+def _csv_tables(open_file: Callable[[], IO[bytes]], chunk_rows: int) -> Iterator[Any]:
     """The CSV in `chunk_rows` tables, feature columns parsed straight to float64.
 
     A value that is not a number stops that fast pass. The file is then read again as text
@@ -84,14 +160,14 @@ def _csv_tables(path: Path, chunk_rows: int) -> Iterator[Any]:
 
     done = 0
     try:
-        for table in _read_csv(path, chunk_rows, as_text=False):
+        for table in _read_csv(open_file, chunk_rows, as_text=False):
             yield table
             done += 1
     except pa.ArrowInvalid:
-        yield from islice(_read_csv(path, chunk_rows, as_text=True), done, None)
+        yield from islice(_read_csv(open_file, chunk_rows, as_text=True), done, None)
 
 
-def _read_csv(path: Path, chunk_rows: int, as_text: bool) -> Iterator[Any]:
+def _read_csv(open_file: Callable[[], IO[bytes]], chunk_rows: int, as_text: bool) -> Iterator[Any]:
     """pyarrow's streaming, multi-threaded CSV reader, regrouped into `chunk_rows` tables.
 
     Nulls are pyarrow's defaults (the spellings pandas uses) plus the spec's missing marker.
@@ -99,7 +175,7 @@ def _read_csv(path: Path, chunk_rows: int, as_text: bool) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with path.open(newline="") as handle:
+    with io.TextIOWrapper(open_file(), newline="") as handle:
         header = next(csv.reader(handle), [])
     types = {
         name: pa.float64() if name in FEATURES and not as_text else pa.string() for name in header
@@ -109,7 +185,7 @@ def _read_csv(path: Path, chunk_rows: int, as_text: bool) -> Iterator[Any]:
         null_values=[*pacsv.ConvertOptions().null_values, SPEC.missing_marker],
         strings_can_be_null=True,
     )
-    reader = pacsv.open_csv(path, convert_options=convert)
+    reader = pacsv.open_csv(open_file(), convert_options=convert)
     pending: list[Any] = []
     buffered, yielded = 0, False
     for batch in reader:
@@ -228,18 +304,20 @@ def score_file(
         lake.delete(stale)
     scored_at = datetime.now(UTC)
     rows = scored = rejected = 0
-    # The next chunk is read, and finished ones uploaded, on threads while this chunk is
-    # scored (pyarrow and S3 I/O release the GIL). At most MAX_PENDING_UPLOADS outputs wait,
-    # so memory stays bounded. An upload error fails the file (no _SUCCESS).
+    # The file is downloaded, the next chunk read and finished ones uploaded on threads while
+    # this chunk is scored (pyarrow and S3 I/O release the GIL). At most MAX_PENDING_UPLOADS
+    # outputs wait, so memory stays bounded. A download or upload error fails the file (no
+    # _SUCCESS, the input stays where it was).
     pending: deque[Future[str]] = deque()
     with (
         tempfile.TemporaryDirectory() as tmp,
+        ThreadPoolExecutor(1) as fetch,
         ThreadPoolExecutor(1) as reads,
         ThreadPoolExecutor(1) as uploads,
     ):
-        local = Path(tmp) / PurePosixPath(key).name
-        lake.download(key, str(local))
-        chunks = _read_ahead(iter_chunks(local, chunk_rows), reads)
+        local = Arriving(Path(tmp) / PurePosixPath(key).name)
+        fetched = fetch.submit(local.fill, lake.stream(key))
+        chunks = _read_ahead(iter_chunks(local.path, chunk_rows, local), reads)
         for i, chunk in enumerate(chunks):
             predictions, bad = score_chunk(chunk, rows, model, scored_at)
             rows += len(chunk)
@@ -256,6 +334,7 @@ def score_file(
                 pending.popleft().result()
         while pending:
             pending.popleft().result()
+        fetched.result()
     result = FileResult(key, done_key, prefix, rows, scored, rejected, model.version)
     summary = {**asdict(result), "scored_at": scored_at.isoformat()}
     lake.put_atomic(f"{prefix}_SUCCESS.json", json.dumps(summary).encode(), "application/json")

@@ -11,7 +11,7 @@ import io
 import shutil
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlplatform.settings import Settings
 
@@ -125,12 +125,15 @@ class Lake:
         )
         self.delete(src_key)
 
+    def stream(self, key: str) -> BinaryIO:
+        """The object's bytes as they arrive, over one connection (for a local S3 server ~40%
+        faster than boto3's `download_file`, whose parts go through a thread pool)."""
+        body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return body
+
     def download(self, key: str, path: str) -> None:
-        """`key` into the file `path`, streamed over one connection: for a local S3 server ~40%
-        faster than boto3's `download_file`, whose parts go through a thread pool."""
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         with open(path, "wb") as out:
-            shutil.copyfileobj(body, out, DOWNLOAD_BLOCK_BYTES)
+            shutil.copyfileobj(self.stream(key), out, DOWNLOAD_BLOCK_BYTES)
 
     def write_parquet(self, key: str, df: pd.DataFrame) -> str:
         buf = io.BytesIO()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -273,3 +278,58 @@ def test_rows_near_the_threshold_take_the_pipelines_answer():
     labels, proba = checked.predict(np.arange(len(truth), dtype=float).reshape(-1, 1))
     assert labels.tolist() == [1, 0, 1, 0, 0, 1]
     assert proba[1:4].tolist() == truth[1:4].tolist()  # the pipeline's, exactly
+
+
+class Trickle(io.RawIOBase):
+    """A download stand-in: `data` in small blocks, slowly, then optionally a failure."""
+
+    def __init__(self, data: bytes, fail: bool = False) -> None:
+        self.data, self.fail, self.at = data, fail, 0
+
+    def read(self, n: int = -1) -> bytes:
+        time.sleep(0.001)
+        block = self.data[self.at : self.at + min(n, 5_000)]
+        self.at += len(block)
+        if not block and self.fail:
+            raise ConnectionError("the S3 server went away")
+        return block
+
+
+def chunks_while_arriving(tmp_path, data: bytes, name: str, fail: bool = False):  # type: ignore[no-untyped-def]
+    from mlplatform.batch import Arriving, iter_chunks
+
+    arriving = Arriving(tmp_path / name)
+    with ThreadPoolExecutor(1) as pool:
+        filled = pool.submit(arriving.fill, Trickle(data, fail))
+        try:
+            return list(iter_chunks(arriving.path, 100, arriving))
+        finally:
+            with suppress(ConnectionError):
+                filled.result()
+
+
+def test_a_file_is_read_while_it_arrives_as_it_is_read_whole(tmp_path):
+    """The CSV parsed while it downloads gives the chunks of the complete file, the text
+    fallback included (text in a numeric column in the third chunk); Parquet waits for its end."""
+    from mlplatform.batch import iter_chunks
+
+    frame = synthetic_features(450, seed=14, missing_rate=0.05).astype(object)
+    frame.loc[250, "age"] = "abc"
+    data = frame.to_csv(index=False).encode()
+    (tmp_path / "whole.csv").write_bytes(data)
+    whole = list(iter_chunks(tmp_path / "whole.csv", 100))
+    arrived = chunks_while_arriving(tmp_path, data, "arriving.csv")
+    assert [len(c) for c in arrived] == [100, 100, 100, 100, 50]
+    for got, want in zip(arrived, whole, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    assert arrived[2]["age"].dtype == object  # re-read as text from the bad chunk on
+    buffer = io.BytesIO()
+    frame.drop(index=250).astype(float).to_parquet(buffer, index=False)
+    parquet = chunks_while_arriving(tmp_path, buffer.getvalue(), "arriving.parquet")
+    assert sum(len(c) for c in parquet) == 449
+
+
+def test_a_failed_download_fails_the_reader_instead_of_ending_the_file_early(tmp_path):
+    data = synthetic_features(450, seed=15).to_csv(index=False).encode()
+    with pytest.raises(OSError, match=r"downloading arriving\.csv failed"):
+        chunks_while_arriving(tmp_path, data, "arriving.csv", fail=True)
