@@ -274,6 +274,11 @@ def main() -> int:
     parser.add_argument(
         "--batch-rows", type=int, default=200_000, help="rows for the batch comparison"
     )
+    parser.add_argument(
+        "--batch-rounds", type=int, default=7,
+        help="rounds of the batch comparison (~2 s each; a single in-process predict of "
+        "200,000 rows varies 2x from run to run here, so it takes more rounds than the servers)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="the service's uvicorn workers")
     parser.add_argument(
         "--register-synthetic", action="store_true",
@@ -432,7 +437,7 @@ def main() -> int:
                 f"{f'{min(ratios):.1f}-{max(ratios):.1f}':>13}"
             )
 
-    batch_runs = batch_logic_vs_in_process(s, args.batch_rows, args.rounds)
+    batch_runs = batch_logic_vs_in_process(s, args.batch_rows, args.batch_rounds)
     print(
         f"\nbatch job logic vs in-process predict ({args.batch_rows:,} rows, chunks of "
         f"{s.BATCH_CHUNK_ROWS:,})"
