@@ -74,8 +74,11 @@ class Arriving:
         self.changed = threading.Condition()
         path.touch()
 
-    def fill(self, stream: BinaryIO) -> None:
+    def fill(self, open_stream: Callable[[], BinaryIO]) -> None:
+        """Download what `open_stream` gives; opening it may fail too (no such key, S3 down),
+        which must end the readers' wait as any other failure does."""
         try:
+            stream = open_stream()
             with self.path.open("ab") as out:
                 while block := stream.read(DOWNLOAD_BLOCK_BYTES):
                     out.write(block)
@@ -316,7 +319,7 @@ def score_file(
         ThreadPoolExecutor(1) as uploads,  # a second one measured slower (GIL, 2 cores)
     ):
         local = Arriving(Path(tmp) / PurePosixPath(key).name)
-        fetched = fetch.submit(lambda: local.fill(lake.stream(key)))
+        fetched = fetch.submit(local.fill, lambda: lake.stream(key))
         chunks = _read_ahead(iter_chunks(local.path, chunk_rows, local), reads)
         for i, chunk in enumerate(chunks):
             predictions, bad = score_chunk(chunk, rows, model, scored_at)

@@ -301,7 +301,7 @@ def chunks_while_arriving(tmp_path, data: bytes, name: str, fail: bool = False):
 
     arriving = Arriving(tmp_path / name)
     with ThreadPoolExecutor(1) as pool:
-        filled = pool.submit(arriving.fill, Trickle(data, fail))
+        filled = pool.submit(arriving.fill, lambda: Trickle(data, fail))
         try:
             return list(iter_chunks(arriving.path, 100, arriving))
         finally:
@@ -334,3 +334,31 @@ def test_a_failed_download_fails_the_reader_instead_of_ending_the_file_early(tmp
     data = synthetic_features(450, seed=15).to_csv(index=False).encode()
     with pytest.raises(OSError, match=r"downloading arriving\.csv failed"):
         chunks_while_arriving(tmp_path, data, "arriving.csv", fail=True)
+
+
+def test_a_download_that_cannot_start_fails_the_reader_instead_of_stalling_it(tmp_path):
+    """The object's request itself fails (no such key, S3 down): the reader waiting for the
+    first bytes gets the error instead of waiting for ever."""
+    import threading
+
+    from mlplatform.batch import Arriving, iter_chunks
+
+    def no_such_key() -> io.RawIOBase:
+        raise ConnectionError("NoSuchKey")
+
+    arriving = Arriving(tmp_path / "arriving.csv")
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            list(iter_chunks(arriving.path, 100, arriving))
+        except BaseException as err:
+            raised.append(err)
+
+    reader = threading.Thread(target=read, daemon=True)  # a stalled one must not hang pytest
+    reader.start()
+    with pytest.raises(ConnectionError):
+        arriving.fill(no_such_key)
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the reader still waits for bytes that will never come"
+    assert isinstance(raised[0], OSError) and "downloading arriving.csv failed" in str(raised[0])
