@@ -145,7 +145,6 @@ def iter_chunks(
 
 
 def _parquet_tables(path: Path, chunk_rows: int) -> Iterator[Any]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
@@ -159,8 +158,6 @@ def _csv_tables(open_file: Callable[[], IO[bytes]], chunk_rows: int) -> Iterator
     from the chunk it stopped in, so the bad rows are rejected by `invalid_reasons` and the
     rest are scored, instead of the file failing (chunk boundaries are the same either way).
     """
-    import pyarrow as pa
-
     done = 0
     try:
         for table in _read_csv(open_file, chunk_rows, as_text=False):
@@ -175,7 +172,6 @@ def _read_csv(open_file: Callable[[], IO[bytes]], chunk_rows: int, as_text: bool
 
     Nulls are pyarrow's defaults (the spellings pandas uses) plus the spec's missing marker.
     """
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     with io.TextIOWrapper(open_file(), newline="") as handle:
@@ -188,26 +184,26 @@ def _read_csv(open_file: Callable[[], IO[bytes]], chunk_rows: int, as_text: bool
         null_values=[*pacsv.ConvertOptions().null_values, SPEC.missing_marker],
         strings_can_be_null=True,
     )
-    reader = pacsv.open_csv(open_file(), convert_options=convert)
-    pending: list[Any] = []
-    buffered, yielded = 0, False
-    for batch in reader:
-        pending.append(batch)
-        buffered += batch.num_rows
-        while buffered >= chunk_rows:
-            table = pa.Table.from_batches(pending, reader.schema)
-            yield table.slice(0, chunk_rows)
-            yielded = True
-            rest = table.slice(chunk_rows)
-            pending, buffered = rest.to_batches(), rest.num_rows
-    if buffered or not yielded:  # the rest; an empty table for a header-only file
-        yield pa.Table.from_batches(pending, reader.schema)
+    with open_file() as source:  # pyarrow reads a file object without closing it
+        reader = pacsv.open_csv(source, convert_options=convert)
+        pending: list[Any] = []
+        buffered, yielded = 0, False
+        for batch in reader:
+            pending.append(batch)
+            buffered += batch.num_rows
+            while buffered >= chunk_rows:
+                table = pa.Table.from_batches(pending, reader.schema)
+                yield table.slice(0, chunk_rows)
+                yielded = True
+                rest = table.slice(chunk_rows)
+                pending, buffered = rest.to_batches(), rest.num_rows
+        if buffered or not yielded:  # the rest; an empty table for a header-only file
+            yield pa.Table.from_batches(pending, reader.schema)
 
 
 def _to_frame(table: Any) -> pd.DataFrame:
     """Feature columns as float64 when they parse; a column with text that is not a number
     stays text, and `invalid_reasons` names its bad rows."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     for i, name in enumerate(table.column_names):
@@ -249,8 +245,8 @@ def score_chunk(
     return predictions, rejected.reset_index(drop=True)
 
 
-def _arrow_text(values: pa.Array) -> pd.Series:
-    return pd.Series(pd.arrays.ArrowExtensionArray(values))
+def _arrow_text(values: pa.Array, index: pd.Index | None = None) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(values), index=index)
 
 
 # The text columns of the predictions are Arrow strings, built in C: as Python strings, a
@@ -261,7 +257,7 @@ def _as_text(column: pd.Series) -> pd.Series:
         text = pa.array(column.to_numpy()).cast(pa.string())
     else:
         text = pa.array(column.astype("str").to_numpy(object), pa.string())
-    return pd.Series(pd.arrays.ArrowExtensionArray(text), index=column.index)
+    return _arrow_text(text, column.index)
 
 
 _NAMES_BY_LABEL = pa.array([LABEL_NAMES.get(i, str(i)) for i in range(max(LABEL_NAMES) + 1)])

@@ -8,7 +8,6 @@ name. Key formats live in `mlplatform.store`, not here.
 from __future__ import annotations
 
 import io
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
 TMP_PREFIX = "_tmp/"
 PARQUET = "application/vnd.apache.parquet"
-DOWNLOAD_BLOCK_BYTES = 1 << 20
+DOWNLOAD_BLOCK_BYTES = 1 << 20  # a streamed download's read size
 
 
 def s3_client(settings: Settings, attempts: int = 3) -> Any:
@@ -130,10 +129,6 @@ class Lake:
         faster than boto3's `download_file`, whose parts go through a thread pool)."""
         body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         return body
-
-    def download(self, key: str, path: str) -> None:
-        with open(path, "wb") as out:
-            shutil.copyfileobj(self.stream(key), out, DOWNLOAD_BLOCK_BYTES)
 
     def write_parquet(self, key: str, df: pd.DataFrame) -> str:
         buf = io.BytesIO()

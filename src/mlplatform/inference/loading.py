@@ -28,8 +28,8 @@ from mlplatform.inference.predictors import (
     Predictor,
     SklearnPredictor,
     batch_predictor,
+    batches_on_onnx,
     choose_predictor,
-    is_tree_model,
     parity_rows,
 )
 from mlplatform.model_card import card_from_tags
@@ -159,8 +159,8 @@ def load_model(
     pipeline = registry.load_pipeline(registry.model_uri(name, version=version.version))
     predictor: Predictor = SklearnPredictor(pipeline)
     reason = "the registered sklearn pipeline"
-    if batch and is_tree_model(pipeline):
-        fast = False  # its batches stay on the pipeline (`batch_predictor`): skip the parity check
+    if batch and not batches_on_onnx(pipeline):
+        fast = False  # its batches stay on the pipeline: no parity check to pay for
     if fast:
         stored = _stored_onnx(client, version)
         rows = parity_rows(pipeline, real_rows(settings))

@@ -487,13 +487,19 @@ def parity_report(pipeline: Pipeline, candidate: Predictor, rows: pd.DataFrame) 
 BOUNDARY_MARGIN = LINEAR_TOLERANCE
 
 
+def batches_on_onnx(pipeline: Pipeline) -> bool:
+    """Whether batch may score `pipeline` on its ONNX twin: a linear model's is 2-3x sklearn's
+    rows/s on a 50,000-row chunk; a forest's TreeEnsemble is no faster than sklearn on big
+    batches (0.76-0.80 s against 0.64-0.72 s for 50,000 rows of the demo's)."""
+    return not is_tree_model(pipeline)
+
+
 def batch_predictor(pipeline: Pipeline, predictor: Predictor) -> tuple[Predictor, str]:
-    """What a batch job scores with, given the serving choice `predictor`: a linear model's
-    verified ONNX twin with its boundary rows checked by sklearn (2-3x sklearn's rows/s on a
-    50,000-row chunk), else the pipeline itself (a forest's ONNX TreeEnsemble is no faster than
-    sklearn on big batches: 0.76-0.80 s against 0.64-0.72 s for 50,000 rows of the demo's)."""
+    """What a batch job scores with, given the serving choice `predictor`: the verified ONNX
+    twin with its boundary rows checked by sklearn where `batches_on_onnx`, else the
+    pipeline itself."""
     sklearn = SklearnPredictor(pipeline)
-    if isinstance(predictor, OnnxPredictor) and not is_tree_model(pipeline):
+    if isinstance(predictor, OnnxPredictor) and batches_on_onnx(pipeline):
         checked = BoundaryCheckedPredictor(predictor, sklearn, BOUNDARY_MARGIN)
         return checked, f"batch: ONNX, rows within {BOUNDARY_MARGIN:g} of the threshold on sklearn"
     return sklearn, "batch: the registered sklearn pipeline"
